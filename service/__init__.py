@@ -1,0 +1,1 @@
+"""robustlab plumbing: specs, the results store, submission, scheduling and the CLI."""

@@ -1,0 +1,195 @@
+"""The results database schema: SQLAlchemy 2 typed models. Only ``service.store`` imports these.
+
+Numbers that users filter on (eps, steps, accuracy) are numeric columns so that "eps < 0.3"
+is a SQL question. Every constraint has a name so Alembic migrations stay deterministic.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+RUN_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class Spec(Base):
+    """A submitted spec file, as written (YAML) and as validated (JSON), before sweep expansion."""
+
+    __tablename__ = "specs"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    """Content hash of the normalised spec (with its sweep and overrides applied)."""
+    name: Mapped[str] = mapped_column(String(120), index=True)
+    kind: Mapped[str] = mapped_column(String(40))
+    source_path: Mapped[str | None] = mapped_column(Text)
+    source_yaml: Mapped[str] = mapped_column(Text)
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+    runs: Mapped[list[Run]] = relationship(back_populates="spec_row")
+
+
+class Run(Base):
+    """One grid cell of a spec, executed once (resumable), with its provenance."""
+
+    __tablename__ = "runs"
+    __table_args__ = (
+        CheckConstraint(
+            "status IN ('queued', 'running', 'succeeded', 'failed', 'cancelled')", name="status"
+        ),
+        CheckConstraint("progress >= 0 AND progress <= 1", name="progress_range"),
+        Index("ix_runs_experiment_status", "experiment", "status"),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    spec_id: Mapped[str] = mapped_column(ForeignKey("specs.id", ondelete="CASCADE"), index=True)
+    experiment: Mapped[str] = mapped_column(String(120))
+    kind: Mapped[str] = mapped_column(String(40))
+    cell: Mapped[int] = mapped_column(Integer, default=0)
+    params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    """The sweep values of this cell (dotted path -> value)."""
+    resolved_spec: Mapped[dict[str, Any]] = mapped_column(JSON)
+    spec_hash: Mapped[str] = mapped_column(String(64), index=True)
+    status: Mapped[str] = mapped_column(String(16), default="queued")
+    progress: Mapped[float] = mapped_column(Float, default=0.0)
+    stage: Mapped[str | None] = mapped_column(Text)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    queue: Mapped[str | None] = mapped_column(String(64))
+    task_id: Mapped[str | None] = mapped_column(String(64))
+    # provenance
+    seed: Mapped[int] = mapped_column(Integer, default=0)
+    git_sha: Mapped[str | None] = mapped_column(String(64))
+    package_versions: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    host: Mapped[str | None] = mapped_column(String(255))
+    device: Mapped[str | None] = mapped_column(String(64))
+    data_hash: Mapped[str | None] = mapped_column(String(64))
+    provenance: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    """Everything else learnt while running (data files, torch threads, ...)."""
+
+    spec_row: Mapped[Spec] = relationship(back_populates="runs")
+
+
+class Evaluation(Base):
+    """One accuracy: model x split x threat model x eps x attack configuration."""
+
+    __tablename__ = "evaluations"
+    __table_args__ = (
+        UniqueConstraint("run_id", "key", name="run_key"),
+        CheckConstraint("accuracy >= 0 AND accuracy <= 1", name="accuracy_range"),
+        Index("ix_evaluations_lookup", "dataset", "train_norm", "train_eps", "eval_eps"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
+    key: Mapped[str] = mapped_column(String(400))
+    model: Mapped[str] = mapped_column(String(64))
+    dataset: Mapped[str] = mapped_column(String(64))
+    split: Mapped[str] = mapped_column(String(16))
+    train_norm: Mapped[str | None] = mapped_column(String(8))
+    train_eps: Mapped[float] = mapped_column(Float)
+    eval_norm: Mapped[str | None] = mapped_column(String(8))
+    eval_eps: Mapped[float] = mapped_column(Float)
+    attack: Mapped[str] = mapped_column(String(32))
+    steps: Mapped[int | None] = mapped_column(Integer)
+    step_size: Mapped[float | None] = mapped_column(Float)
+    restarts: Mapped[int | None] = mapped_column(Integer)
+    accuracy: Mapped[float] = mapped_column(Float)
+    n: Mapped[int] = mapped_column(Integer)
+    variant: Mapped[str] = mapped_column(String(120), default="")
+    checks: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    checks_passed: Mapped[bool | None] = mapped_column(Boolean)
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    per_example: Mapped[bytes | None] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class Metric(Base):
+    """A scalar on a curve (training loss per epoch, closed forms, bounds, measured scores)."""
+
+    __tablename__ = "metrics"
+    __table_args__ = (UniqueConstraint("run_id", "key", name="run_key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
+    key: Mapped[str] = mapped_column(String(400))
+    name: Mapped[str] = mapped_column(String(120), index=True)
+    step: Mapped[int] = mapped_column(Integer, default=0)
+    value: Mapped[float] = mapped_column(Float)
+    tags: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class Artifact(Base):
+    """A file under ROBUSTLAB_ARTIFACT_DIR produced by a run (figures, image grids, arrays)."""
+
+    __tablename__ = "artifacts"
+    __table_args__ = (UniqueConstraint("run_id", "name", name="run_name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(40), index=True)
+    name: Mapped[str] = mapped_column(String(255))
+    path: Mapped[str] = mapped_column(Text)
+    """Relative to the artifact directory."""
+    sha256: Mapped[str] = mapped_column(String(64))
+    media_type: Mapped[str] = mapped_column(String(80))
+    size: Mapped[int] = mapped_column(Integer)
+    meta: Mapped[dict[str, Any]] = mapped_column("metadata", JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class Checkpoint(Base):
+    """A model checkpoint file; evaluations and scheduled re-runs point at these."""
+
+    __tablename__ = "checkpoints"
+    __table_args__ = (UniqueConstraint("path", name="path"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[str | None] = mapped_column(ForeignKey("runs.id", ondelete="SET NULL"), index=True)
+    path: Mapped[str] = mapped_column(Text)
+    sha256: Mapped[str | None] = mapped_column(String(64))
+    epoch: Mapped[int] = mapped_column(Integer)
+    final: Mapped[bool] = mapped_column(Boolean, default=False)
+    arch: Mapped[str] = mapped_column(String(64))
+    dataset: Mapped[str] = mapped_column(String(64))
+    train_norm: Mapped[str | None] = mapped_column(String(8))
+    train_eps: Mapped[float] = mapped_column(Float)
+    meta: Mapped[dict[str, Any]] = mapped_column("metadata", JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

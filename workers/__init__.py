@@ -1,0 +1,1 @@
+"""robustlab workers: Celery tasks (thin) and the PyTorch science they call."""

@@ -1,0 +1,1 @@
+"""Experiment kinds: one module per spec kind, each with ``run(spec, ctx)``."""
