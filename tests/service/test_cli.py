@@ -1,0 +1,155 @@
+"""The ``robustlab`` command end to end: a real subprocess in a temporary directory."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+INVALID = sorted((REPO / "tests" / "specs" / "invalid").glob("*.yaml"))
+ROBUSTLAB = shutil.which("robustlab", path=str(Path(sys.executable).parent)) or "robustlab"
+
+SMALL_E1 = [
+    "--set", "n_train=2000", "--set", "n_test=2000", "--set", "epochs=150",
+    "--set", "distribution.d=400", "--set", "distribution.eta=0.2", "--set", "eps=[0.4]",
+]
+
+
+def robustlab(*args: str, cwd: Path, env: dict[str, str] | None = None,
+              check: bool = False) -> subprocess.CompletedProcess[str]:
+    if env is None:  # the defaults a new user gets: SQLite file and artifacts in the cwd
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ROBUSTLAB_")}
+    result = subprocess.run([ROBUSTLAB, *args], cwd=cwd, env=env, capture_output=True,
+                            text=True, timeout=300)
+    if check and result.returncode != 0:
+        raise AssertionError(f"robustlab {' '.join(args)} exited {result.returncode}:\n"
+                             f"{result.stdout}\n{result.stderr}")
+    return result
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Path:
+    """An empty directory where the default SQLite database and artifacts are created."""
+    return tmp_path
+
+
+@pytest.fixture
+def migrated(workdir: Path) -> Path:
+    robustlab("db", "upgrade", cwd=workdir, check=True)
+    return workdir
+
+
+def expectation(spec: Path) -> tuple[str, str]:
+    first = spec.read_text().splitlines()[0]
+    match = re.match(r"#\s*expect:\s*(\S+)\s+(\S+)", first)
+    assert match, f"{spec.name} lacks its '# expect: PATH LINE' header"
+    return match.group(1), match.group(2)
+
+
+def test_help_lists_the_commands(workdir: Path) -> None:
+    result = robustlab("--help", cwd=workdir, check=True)
+    for command in ("validate", "run", "runs", "results", "db", "data", "schema", "dashboard"):
+        assert command in result.stdout
+
+
+@pytest.mark.parametrize("spec", INVALID, ids=[p.stem for p in INVALID])
+def test_invalid_spec_exits_2_names_the_path_and_writes_nothing(spec: Path, workdir: Path) -> None:
+    path, line = expectation(spec)
+    for command in (["validate", str(spec)], ["run", str(spec)]):
+        result = robustlab(*command, cwd=workdir)
+        assert result.returncode == 2, result.stderr
+        assert "Traceback" not in result.stderr + result.stdout
+        if path != "-":
+            assert path in result.stderr, result.stderr
+        if line != "-":
+            assert f"{spec.name}:{line}" in result.stderr or f"{spec}:{line}" in result.stderr, \
+                result.stderr
+    assert list(workdir.iterdir()) == [], "an invalid spec must leave nothing behind"
+
+
+def test_validate_accepts_every_shipped_spec(workdir: Path) -> None:
+    specs = sorted(str(p) for p in (REPO / "specs").rglob("*.yaml"))
+    assert specs
+    result = robustlab("validate", *specs, cwd=workdir)
+    assert result.returncode == 0, result.stderr
+
+
+def test_run_refuses_an_unmigrated_database_with_the_fix(workdir: Path) -> None:
+    spec = REPO / "specs" / "paper" / "e1_theory.yaml"
+    result = robustlab("run", str(spec), *SMALL_E1, cwd=workdir)
+    assert result.returncode == 2
+    assert "robustlab db upgrade" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_e1_end_to_end(migrated: Path) -> None:
+    spec = REPO / "specs" / "paper" / "e1_theory.yaml"
+    run = robustlab("run", str(spec), *SMALL_E1, cwd=migrated, check=True)
+    assert "succeeded" in run.stdout
+    name = re.search(r"^name:\s*(\S+)", spec.read_text(), re.M).group(1)  # type: ignore[union-attr]
+
+    rows = json.loads(robustlab("results", "--experiment", name, "--format", "json",
+                                cwd=migrated, check=True).stdout)
+    required = {"run_id", "experiment", "kind", "model", "dataset", "train_norm", "train_eps",
+                "eval_norm", "eval_eps", "attack", "steps", "accuracy", "n"}
+    assert rows and all(required <= set(row) for row in rows)
+    assert {row["model"] for row in rows} >= {"averaging", "svm", "logistic"}
+    assert all(0 <= row["accuracy"] <= 1 for row in rows)
+    standard = [r for r in rows if r["eval_eps"] == 0 and r["attack"] == "none"]
+    adversarial = [r for r in rows if r["eval_eps"] == 0.4]
+    assert standard and adversarial
+    assert {r["train_eps"] for r in rows} >= {0.0, 0.4}
+
+    listed = json.loads(robustlab("runs", "--format", "json", cwd=migrated, check=True).stdout)
+    assert len(listed) == 1 and listed[0]["status"] == "succeeded"
+    run_id = listed[0]["id"]
+    assert listed[0]["spec_hash"] and listed[0]["git_sha"] is not None
+    assert listed[0]["package_versions"]["torch"]
+
+    shown = json.loads(robustlab("runs", "show", run_id[:6], "--format", "json", cwd=migrated,
+                                 check=True).stdout)
+    assert shown["id"] == run_id
+    assert any(a["name"].endswith(".png") for a in shown["artifacts"])
+    for artifact in shown["artifacts"]:
+        assert (migrated / "artifacts" / artifact["path"]).is_file()
+
+    csv_out = robustlab("results", "--experiment", name, "--format", "csv", cwd=migrated,
+                        check=True).stdout
+    assert csv_out.splitlines()[0].startswith("run_id,experiment,kind,model")
+    assert len(csv_out.splitlines()) == len(rows) + 1
+    latex = robustlab("results", "--experiment", name, "--format", "latex", cwd=migrated,
+                      check=True).stdout
+    assert r"\begin{tabular}" in latex and r"\bottomrule" in latex
+    table = robustlab("results", "--experiment", name, cwd=migrated, check=True).stdout
+    assert "svm" in table
+
+
+def test_sweep_records_one_run_per_cell(migrated: Path) -> None:
+    spec = REPO / "specs" / "paper" / "e1_theory.yaml"
+    result = robustlab("run", str(spec), *SMALL_E1, "--set", "sweep.distribution.p=[0.6,0.8]",
+                       cwd=migrated, check=True)
+    assert result.stdout.count("succeeded") == 2
+    listed = json.loads(robustlab("runs", "--format", "json", cwd=migrated, check=True).stdout)
+    assert sorted(r["params"]["distribution.p"] for r in listed) == [0.6, 0.8]
+    assert len({r["spec_hash"] for r in listed}) == 2
+
+
+def test_unknown_run_is_one_line(migrated: Path) -> None:
+    result = robustlab("runs", "show", "doesnotexist", cwd=migrated)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr and "doesnotexist" in result.stderr
+
+
+def test_db_downgrade_and_upgrade(migrated: Path) -> None:
+    robustlab("db", "downgrade", "base", cwd=migrated, check=True)
+    current = robustlab("db", "current", cwd=migrated, check=True).stdout
+    assert "base" in current
+    robustlab("db", "upgrade", cwd=migrated, check=True)
+    assert "base (empty)" not in robustlab("db", "current", cwd=migrated, check=True).stdout
