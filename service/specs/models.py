@@ -259,8 +259,15 @@ class TheorySpec(SpecBase):
     models: list[TheoryModelName] = Field(
         default_factory=lambda: ["averaging", "svm", "logistic"], min_length=1
     )
-    svm_c: PositiveNumber = Field(1.0, description="Soft-margin SVM regularisation (eq. 5).")
+    svm_c: PositiveNumber = Field(
+        1.0,
+        description="Soft-margin SVM regularisation (eq. 5): lambda = 1/(svm_c * n_train), "
+        "as libsvm's C * sum(hinge) + ||w||^2/2.",
+    )
     epochs: int = Field(300, ge=1, description="Full-batch optimisation steps for svm/logistic.")
+    lr: PositiveNumber = Field(
+        0.05, description="Adam step size for svm/logistic, cosine-decayed to 0 over the epochs."
+    )
 
 
 class TrainSpec(SpecBase):

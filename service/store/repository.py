@@ -1,0 +1,571 @@
+"""The results store's API: specs, runs, evaluations, metrics, artifacts and checkpoints.
+
+Everything returns plain frozen dataclasses or dicts, never ORM rows, so no caller holds a
+session or imports SQLAlchemy. Every method is one transaction through ``ManagedSessions``
+(commit or roll back, retry while the database is unreachable, the project's exceptions).
+Results are upserted on their stable keys (evaluations and metrics on ``(run_id, key)``,
+artifacts on ``(run_id, name)``, checkpoints on ``path``) with the dialect's
+``INSERT ... ON CONFLICT DO UPDATE``, so a resumed or re-delivered run leaves no duplicates,
+even with two writers racing.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, fields
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from sqlalchemy import Engine, Select, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from service.settings import Settings, get_settings
+from service.store.migrate import check_schema
+from service.store.models import Artifact, Base, Checkpoint, Evaluation, Metric, Run, Spec
+from service.store.session import (
+    DatabaseUnavailable,
+    ManagedSessions,
+    RetryPolicy,
+    RunNotFound,
+    SchemaOutOfDate,
+    StoreError,
+    make_engine,
+)
+from service.store.storage import LocalStorage, Storage, sha256_file
+
+if TYPE_CHECKING:  # only annotations: importing the records module would import torch
+    from workers.science.records import (
+        ArtifactRecord,
+        CheckpointRecord,
+        EvaluationRecord,
+        MetricRecord,
+    )
+
+__all__ = [
+    "ArtifactInfo", "CheckpointInfo", "DatabaseUnavailable", "MetricInfo", "NewRun", "RunInfo",
+    "RunNotFound", "SchemaOutOfDate", "Store", "StoreError",
+]
+
+T = TypeVar("T")
+
+TERMINAL_STATUSES = ("succeeded", "failed", "cancelled")
+_AMBIGUOUS_SHOWN = 10
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """One run as stored: its cell of the spec, its life cycle and its provenance."""
+
+    id: str
+    spec_id: str
+    experiment: str
+    kind: str
+    cell: int
+    params: dict[str, Any]
+    resolved_spec: dict[str, Any]
+    spec_hash: str
+    status: str
+    progress: float
+    stage: str | None
+    error: str | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    heartbeat_at: datetime | None
+    attempts: int
+    cancel_requested: bool
+    queue: str | None
+    task_id: str | None
+    seed: int
+    git_sha: str | None
+    package_versions: dict[str, Any]
+    host: str | None
+    device: str | None
+    data_hash: str | None
+    provenance: dict[str, Any]
+
+    @property
+    def duration_s(self) -> float | None:
+        """Seconds from start to finish; for a running run, so far; ``None`` if never started."""
+        if self.started_at is None:
+            return None
+        if self.finished_at is not None:
+            end = self.finished_at
+        elif self.status == "running":
+            end = datetime.now(UTC)
+        else:
+            return None
+        return (end - self.started_at).total_seconds()
+
+
+@dataclass(frozen=True)
+class NewRun:
+    """A run to record: one grid cell of a spec, not yet started."""
+
+    id: str
+    experiment: str
+    kind: str
+    cell: int
+    params: dict[str, Any]
+    resolved_spec: dict[str, Any]
+    spec_hash: str
+    seed: int
+    queue: str | None = None
+
+
+@dataclass(frozen=True)
+class ArtifactInfo:
+    """An artifact's row; ``path`` is relative to the storage root (the artifact directory)."""
+
+    id: int
+    run_id: str
+    kind: str
+    name: str
+    path: str
+    sha256: str
+    media_type: str
+    size: int
+    metadata: dict[str, Any]
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class CheckpointInfo:
+    """A checkpoint file's row; ``run_id`` is ``None`` for imported or orphaned checkpoints."""
+
+    id: int
+    run_id: str | None
+    path: str
+    sha256: str | None
+    epoch: int
+    final: bool
+    arch: str
+    dataset: str
+    train_norm: str | None
+    train_eps: float
+    metadata: dict[str, Any]
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class MetricInfo:
+    """A scalar on a curve, as stored."""
+
+    id: int
+    run_id: str
+    key: str
+    name: str
+    step: int
+    value: float
+    tags: dict[str, Any]
+    created_at: datetime
+
+
+class Store:
+    """The results database plus the artifact storage, behind plain-object methods.
+
+    Args:
+        url: SQLAlchemy URL (SQLite file or PostgreSQL).
+        storage: where artifact bytes go; by default ``ROBUSTLAB_ARTIFACT_DIR``.
+        check: refuse to open a database whose schema is not the code's (``SchemaOutOfDate``).
+        retry: how long to wait out an unreachable database.
+    """
+
+    def __init__(self, url: str, *, storage: Storage | None = None, check: bool = True,
+                 retry: RetryPolicy | None = None) -> None:
+        self.engine: Engine = make_engine(url)
+        self.storage: Storage = storage or LocalStorage(get_settings().artifact_dir)
+        self._sessions = ManagedSessions(self.engine, retry)
+        if check:
+            check_schema(self.engine, retry=self._sessions.retry)
+
+    @classmethod
+    def from_settings(cls, settings: Settings | None = None) -> Store:
+        """The store that ``ROBUSTLAB_*`` describes: database, artifact directory, retries."""
+        settings = settings or get_settings()
+        retry = RetryPolicy(settings.db_retry_attempts, settings.db_retry_base_delay_s)
+        return cls(settings.database_url, storage=LocalStorage(settings.artifact_dir),
+                   retry=retry)
+
+    def close(self) -> None:
+        """Close the pooled connections (a PostgreSQL database cannot be dropped while open)."""
+        self.engine.dispose()
+
+    # ------------------------------------------------------------------ specs and runs
+
+    def add_spec(self, spec_id: str, name: str, kind: str, source_path: str | None,
+                 source_yaml: str, spec_json: dict[str, Any]) -> None:
+        """Record a spec; recording the same spec (same content hash) again changes nothing."""
+        values = {"id": spec_id, "name": name, "kind": kind, "source_path": source_path,
+                  "source_yaml": source_yaml, "spec": spec_json}
+
+        def work(session: Session) -> None:
+            statement = self._insert(Spec).values(values).on_conflict_do_nothing(
+                index_elements=["id"])
+            session.execute(statement)
+
+        self._run(work)
+
+    def add_runs(self, spec_id: str, runs: Sequence[NewRun]) -> list[RunInfo]:
+        """Record queued runs of a spec, all in one transaction: all of them or none."""
+        created_at = _now()
+
+        def work(session: Session) -> list[RunInfo]:
+            rows = [Run(id=run.id, spec_id=spec_id, experiment=run.experiment, kind=run.kind,
+                        cell=run.cell, params=run.params, resolved_spec=run.resolved_spec,
+                        spec_hash=run.spec_hash, seed=run.seed, queue=run.queue,
+                        status="queued", progress=0.0, attempts=0, cancel_requested=False,
+                        package_versions={}, provenance={}, created_at=created_at)
+                    for run in runs]
+            session.add_all(rows)
+            session.flush()
+            return [_info(RunInfo, row) for row in rows]
+
+        return self._run(work)
+
+    def get_run(self, run_id: str) -> RunInfo:
+        """The run with this id, or with this unique id prefix (as ``git`` accepts)."""
+
+        def work(session: Session) -> RunInfo:
+            row = session.get(Run, run_id)
+            if row is None:
+                row = _by_prefix(session, run_id)
+            return _info(RunInfo, row)
+
+        return self._run(work)
+
+    def list_runs(self, *, experiment: str | None = None, status: str | None = None,
+                  spec_hash: str | None = None, limit: int | None = None) -> list[RunInfo]:
+        """Runs, newest first (the cells of one spec in cell order)."""
+        query = select(Run).order_by(Run.created_at.desc(), Run.cell, Run.id).limit(limit)
+        if experiment is not None:
+            query = query.where(Run.experiment == experiment)
+        if status is not None:
+            query = query.where(Run.status == status)
+        if spec_hash is not None:
+            query = query.where(Run.spec_hash == spec_hash)
+        return self._all(RunInfo, query)
+
+    def mark_running(self, run_id: str, *, host: str | None, device: str | None,
+                     git_sha: str | None, package_versions: dict[str, Any],
+                     task_id: str | None = None) -> RunInfo:
+        """Start (or resume) a run: one more attempt; the first start time is kept."""
+        now = _now()
+        values: dict[str, Any] = {
+            "status": "running", "attempts": Run.attempts + 1,
+            "started_at": func.coalesce(Run.started_at, now), "heartbeat_at": now,
+            "finished_at": None, "error": None, "host": host, "device": device,
+            "git_sha": git_sha, "package_versions": package_versions,
+        }
+        if task_id is not None:
+            values["task_id"] = task_id
+        return self._update_run(run_id, values)
+
+    def set_progress(self, run_id: str, progress: float, stage: str | None = None) -> None:
+        """Record progress in [0, 1] (clamped) and a heartbeat; ``stage`` ``None`` keeps it."""
+        if math.isnan(progress):
+            raise ValueError(f"progress of run {run_id} is NaN")
+        values: dict[str, Any] = {"progress": min(max(progress, 0.0), 1.0),
+                                  "heartbeat_at": _now()}
+        if stage is not None:
+            values["stage"] = stage
+        self._update_run(run_id, values)
+
+    def finish_run(self, run_id: str, status: str, error: str | None = None) -> RunInfo:
+        """End a run as succeeded, failed or cancelled, with the reason when there is one."""
+        if status not in TERMINAL_STATUSES:
+            raise ValueError(f"a run finishes as one of {TERMINAL_STATUSES}, not {status!r}")
+        now = _now()
+        return self._update_run(run_id, {"status": status, "error": error, "finished_at": now,
+                                         "heartbeat_at": now})
+
+    def set_status(self, run_id: str, status: str, **fields: Any) -> RunInfo:
+        """Set the status and any other columns, e.g. back to 'queued' with a new task_id.
+
+        The database's check constraint is what rejects an unknown status (``StoreError``).
+        """
+        unknown = set(fields) - _RUN_WRITABLE
+        if unknown:
+            raise ValueError(f"runs have no writable column(s) {sorted(unknown)}")
+        return self._update_run(run_id, {"status": status, **fields})
+
+    def request_cancel(self, run_id: str) -> RunInfo:
+        """Cancel a run: a queued one at once, a running one at its next batch boundary.
+
+        Finished runs are left as they are. The conditional updates make this safe against a
+        worker picking up the run at the same moment (it checks ``cancel_requested``).
+        """
+
+        def work(session: Session) -> RunInfo:
+            _ensure_run(session, run_id)
+            _update_if(session, run_id, "queued", {
+                "status": "cancelled", "cancel_requested": True, "finished_at": _now(),
+                "error": "cancelled before it started"})
+            _update_if(session, run_id, "running", {"cancel_requested": True})
+            return _info(RunInfo, _refreshed(session, run_id))
+
+        return self._run(work)
+
+    def cancel_requested(self, run_id: str) -> bool:
+        """Whether someone asked this run to stop (polled by the worker between batches)."""
+
+        def work(session: Session) -> bool:
+            return _ensure_run(session, run_id).cancel_requested
+
+        return self._run(work)
+
+    def add_provenance(self, run_id: str, **facts: Any) -> None:
+        """Record facts learnt while running: ``data_hash`` in its column, the rest as JSON."""
+        data_hash = facts.get("data_hash")
+        extra = {key: value for key, value in facts.items() if key != "data_hash"}
+
+        def work(session: Session) -> None:
+            row = _ensure_run(session, run_id)
+            if data_hash is not None:
+                row.data_hash = data_hash
+            if extra:
+                row.provenance = {**row.provenance, **extra}
+
+        self._run(work)
+
+    def delete_run(self, run_id: str) -> None:
+        """Delete a run with its results and artifact files; its checkpoints' rows stay."""
+
+        def work(session: Session) -> list[str]:
+            row = _ensure_run(session, run_id)
+            paths = list(session.scalars(select(Artifact.path).where(Artifact.run_id == run_id)))
+            session.delete(row)
+            return paths
+
+        for path in self._run(work):
+            self.storage.delete(path)
+
+    # ------------------------------------------------------------------ results
+
+    def upsert_evaluation(self, run_id: str, record: EvaluationRecord) -> None:
+        """Insert or replace the evaluation with this run and key."""
+        checks_passed = (all(check.get("passed", True) for check in record.checks.values())
+                         if record.checks else None)
+        values = {
+            "run_id": run_id, "key": record.key, "model": record.model,
+            "dataset": record.dataset, "split": record.split, "train_norm": record.train_norm,
+            "train_eps": record.train_eps, "eval_norm": record.eval_norm,
+            "eval_eps": record.eval_eps, "attack": record.attack, "steps": record.steps,
+            "step_size": record.step_size, "restarts": record.restarts,
+            "accuracy": record.accuracy, "n": record.n, "variant": record.variant,
+            "checks": record.checks, "checks_passed": checks_passed, "details": record.details,
+            "per_example": record.per_example,
+        }
+        self._run(lambda session: self._upsert(session, Evaluation, values, ("run_id", "key")))
+
+    def upsert_metric(self, run_id: str, record: MetricRecord) -> None:
+        """Insert or replace the metric with this run and key (name, step, tags)."""
+        values = {"run_id": run_id, "key": record.key, "name": record.name,
+                  "step": record.step, "value": record.value, "tags": record.tags}
+        self._run(lambda session: self._upsert(session, Metric, values, ("run_id", "key")))
+
+    def add_artifact(self, run_id: str, record: ArtifactRecord) -> ArtifactInfo:
+        """Write the bytes to storage at ``<run_id>/<name>`` and upsert their row."""
+        path = f"{run_id}/{record.name}"
+        digest = self.storage.put(path, record.data)
+        values = {"run_id": run_id, "name": record.name, "kind": record.kind, "path": path,
+                  "sha256": digest, "media_type": record.media_type, "size": len(record.data),
+                  "metadata": record.metadata}
+
+        def work(session: Session) -> ArtifactInfo:
+            self._upsert(session, Artifact, values, ("run_id", "name"))
+            row = session.scalars(select(Artifact).where(Artifact.run_id == run_id,
+                                                         Artifact.name == record.name)).one()
+            return _info(ArtifactInfo, row)
+
+        return self._run(work)
+
+    def add_checkpoint(self, run_id: str | None, record: CheckpointRecord) -> CheckpointInfo:
+        """Upsert a checkpoint's row by its path, with the file's sha256 when it exists."""
+        path = str(record.path)
+        file = Path(record.path)
+        values = {"run_id": run_id, "path": path,
+                  "sha256": sha256_file(file) if file.is_file() else None,
+                  "epoch": record.epoch, "final": record.final, "arch": record.arch,
+                  "dataset": record.dataset, "train_norm": record.train_norm,
+                  "train_eps": record.train_eps, "metadata": record.metadata}
+
+        def work(session: Session) -> CheckpointInfo:
+            self._upsert(session, Checkpoint, values, ("path",))
+            row = session.scalars(select(Checkpoint).where(Checkpoint.path == path)).one()
+            return _info(CheckpointInfo, row)
+
+        return self._run(work)
+
+    def final_checkpoint(self, run_id: str) -> CheckpointInfo | None:
+        """The run's checkpoint marked final, else the one with the highest epoch."""
+        query = (select(Checkpoint).where(Checkpoint.run_id == run_id)
+                 .order_by(Checkpoint.final.desc(), Checkpoint.epoch.desc(), Checkpoint.id.desc())
+                 .limit(1))
+        found = self._all(CheckpointInfo, query)
+        return found[0] if found else None
+
+    def list_checkpoints(self, *, experiment: str | None = None,
+                         run_id: str | None = None) -> list[CheckpointInfo]:
+        query = select(Checkpoint).order_by(Checkpoint.run_id, Checkpoint.epoch, Checkpoint.id)
+        if experiment is not None:
+            query = query.join(Run, Run.id == Checkpoint.run_id).where(
+                Run.experiment == experiment)
+        if run_id is not None:
+            query = query.where(Checkpoint.run_id == run_id)
+        return self._all(CheckpointInfo, query)
+
+    def results(self, *, experiment: str | None = None,
+                run_ids: Sequence[str] | None = None) -> list[dict[str, Any]]:
+        """Flat rows, one per evaluation, with the run's experiment, kind and cell.
+
+        Ordered by experiment, cell, model, train_eps, eval_eps, attack (then the remaining
+        attack settings, so the order is the same on every backend).
+        """
+        query = (
+            select(Evaluation, Run.experiment, Run.kind, Run.cell)
+            .join(Run, Run.id == Evaluation.run_id)
+            .order_by(Run.experiment, Run.cell, Evaluation.model, Evaluation.train_eps,
+                      Evaluation.eval_eps, Evaluation.attack, Run.created_at, Run.id,
+                      Evaluation.steps.nulls_first(), Evaluation.restarts.nulls_first(),
+                      Evaluation.key)
+        )
+        if experiment is not None:
+            query = query.where(Run.experiment == experiment)
+        if run_ids is not None:
+            query = query.where(Run.id.in_(list(run_ids)))
+
+        def work(session: Session) -> list[dict[str, Any]]:
+            return [_result_row(evaluation, experiment_name, kind, cell)
+                    for evaluation, experiment_name, kind, cell in session.execute(query)]
+
+        return self._run(work)
+
+    def metrics(self, *, run_id: str | None = None, experiment: str | None = None,
+                name: str | None = None) -> list[MetricInfo]:
+        """Metrics in curve order: by run, name, step."""
+        query = select(Metric).order_by(Metric.run_id, Metric.name, Metric.step, Metric.key)
+        if run_id is not None:
+            query = query.where(Metric.run_id == run_id)
+        if experiment is not None:
+            query = query.join(Run, Run.id == Metric.run_id).where(Run.experiment == experiment)
+        if name is not None:
+            query = query.where(Metric.name == name)
+        return self._all(MetricInfo, query)
+
+    def artifacts(self, *, run_id: str | None = None, experiment: str | None = None,
+                  kind: str | None = None) -> list[ArtifactInfo]:
+        query = select(Artifact).order_by(Artifact.run_id, Artifact.name)
+        if run_id is not None:
+            query = query.where(Artifact.run_id == run_id)
+        if experiment is not None:
+            query = query.join(Run, Run.id == Artifact.run_id).where(
+                Run.experiment == experiment)
+        if kind is not None:
+            query = query.where(Artifact.kind == kind)
+        return self._all(ArtifactInfo, query)
+
+    # ------------------------------------------------------------------ plumbing
+
+    def _run(self, work: Callable[[Session], T]) -> T:
+        return self._sessions.run(work)
+
+    def _all(self, cls: type[T], query: Select[Any]) -> list[T]:
+        return self._run(lambda session: [_info(cls, row) for row in session.scalars(query)])
+
+    def _update_run(self, run_id: str, values: dict[str, Any]) -> RunInfo:
+        def work(session: Session) -> RunInfo:
+            _ensure_run(session, run_id)
+            session.execute(update(Run).where(Run.id == run_id).values(values)
+                            .execution_options(synchronize_session=False))
+            return _info(RunInfo, _refreshed(session, run_id))
+
+        return self._run(work)
+
+    def _insert(self, model: type[Base]) -> Any:
+        """The dialect's INSERT, which has ``on_conflict_do_update`` on SQLite and PostgreSQL."""
+        dialect = sqlite if self.engine.dialect.name == "sqlite" else postgresql
+        return dialect.insert(model.__table__)
+
+    def _upsert(self, session: Session, model: type[Base], values: dict[str, Any],
+                keys: Sequence[str]) -> None:
+        """INSERT, or UPDATE every non-key column of the row that has the same ``keys``."""
+        statement = self._insert(model).values(values)
+        changes = {column: statement.excluded[column] for column in values if column not in keys}
+        session.execute(statement.on_conflict_do_update(index_elements=list(keys), set_=changes))
+
+
+_RUN_WRITABLE = frozenset(column.name for column in Run.__table__.columns) - {"id", "status"}
+
+_COLUMN_ATTRIBUTES = {"metadata": "meta"}
+"""Info fields whose ORM attribute has another name (``metadata`` is reserved by SQLAlchemy)."""
+
+
+def _info(cls: type[T], row: Any) -> T:
+    """A frozen dataclass from an ORM row, field by field; datetimes as aware UTC."""
+    values = {field.name: _utc(getattr(row, _COLUMN_ATTRIBUTES.get(field.name, field.name)))
+              for field in fields(cls)}  # type: ignore[arg-type]
+    return cls(**values)
+
+
+def _utc(value: Any) -> Any:
+    """SQLite returns naive datetimes (stored as UTC); PostgreSQL aware ones."""
+    if not isinstance(value, datetime):
+        return value
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _ensure_run(session: Session, run_id: str) -> Run:
+    row = session.get(Run, run_id)
+    if row is None:
+        raise RunNotFound(f"no run with id {run_id!r}")
+    return row
+
+
+def _update_if(session: Session, run_id: str, status: str, values: dict[str, Any]) -> None:
+    """UPDATE the run only while it has ``status``: a compare-and-set, safe against races."""
+    session.execute(update(Run).where(Run.id == run_id, Run.status == status).values(values)
+                    .execution_options(synchronize_session=False))
+
+
+def _refreshed(session: Session, run_id: str) -> Run:
+    """The row as the database now has it, after bulk UPDATEs the identity map did not see."""
+    return session.scalars(select(Run).where(Run.id == run_id)
+                           .execution_options(populate_existing=True)).one()
+
+
+def _by_prefix(session: Session, prefix: str) -> Run:
+    if not prefix:
+        raise RunNotFound("no run id given")
+    candidates = list(session.scalars(
+        select(Run).where(Run.id.startswith(prefix, autoescape=True)).order_by(Run.id)
+        .limit(_AMBIGUOUS_SHOWN + 1)))
+    if not candidates:
+        raise RunNotFound(f"no run with id {prefix!r}")
+    if len(candidates) > 1:
+        shown = ", ".join(row.id for row in candidates[:_AMBIGUOUS_SHOWN])
+        more = ", ..." if len(candidates) > _AMBIGUOUS_SHOWN else ""
+        raise StoreError(f"run id prefix {prefix!r} is ambiguous: {shown}{more}")
+    return candidates[0]
+
+
+def _result_row(evaluation: Evaluation, experiment: str, kind: str, cell: int) -> dict[str, Any]:
+    return {
+        "run_id": evaluation.run_id, "experiment": experiment, "kind": kind, "cell": cell,
+        "model": evaluation.model, "dataset": evaluation.dataset, "split": evaluation.split,
+        "train_norm": evaluation.train_norm, "train_eps": evaluation.train_eps,
+        "eval_norm": evaluation.eval_norm, "eval_eps": evaluation.eval_eps,
+        "attack": evaluation.attack, "steps": evaluation.steps,
+        "step_size": evaluation.step_size, "restarts": evaluation.restarts,
+        "accuracy": evaluation.accuracy, "n": evaluation.n, "variant": evaluation.variant,
+        "checks_passed": evaluation.checks_passed, "checks": evaluation.checks,
+        "details": evaluation.details, "key": evaluation.key,
+        "created_at": _utc(evaluation.created_at),
+    }
