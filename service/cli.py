@@ -46,9 +46,7 @@ def _friendly_errors(fn: F) -> F:
     @wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         from service.specs.loading import SpecError
-        from service.store.repository import StoreError  # noqa: F401  (re-exported errors)
-        from service.store.session import DatabaseUnavailable, SchemaOutOfDate
-        from service.store.session import StoreError as BaseStoreError
+        from service.store.session import StoreError
 
         try:
             return fn(*args, **kwargs)
@@ -56,7 +54,7 @@ def _friendly_errors(fn: F) -> F:
             for problem in exc.problems:
                 err.print(str(problem), markup=False)
             raise SystemExit(EXIT_BAD_INPUT) from None
-        except (SchemaOutOfDate, DatabaseUnavailable, BaseStoreError, FileNotFoundError) as exc:
+        except (StoreError, FileNotFoundError) as exc:
             if os.environ.get("ROBUSTLAB_DEBUG"):
                 raise
             raise UserError(str(exc).strip().splitlines()[0] if str(exc).strip()
@@ -129,9 +127,9 @@ def validate(specs: Sequence[str], overrides: Sequence[str]) -> None:
 @click.option("--check", "check", is_flag=True, help="Exit 1 if specs/schema.json is stale.")
 def schema(write: bool, check: bool) -> None:
     """Print the JSON Schema of the spec language (for editors), or write/check specs/schema.json."""
-    from service.specs.schema import SCHEMA_PATH, build_schema, write_schema
+    from service.specs.schema import SCHEMA_PATH, render_schema, write_schema
 
-    text = json.dumps(build_schema(), indent=2) + "\n"
+    text = render_schema()
     if write:
         out.print(f"wrote {write_schema()}")
     elif check:
@@ -168,12 +166,13 @@ class _Bars:
 @_friendly_errors
 def run(spec: str, overrides: Sequence[str], device: str | None) -> None:
     """Run a spec in-process (no broker): one run per sweep cell, then print the results."""
-    from service import runner
-    from service.results import fetch_rows, to_table
     from service.specs.loading import load_spec_file
 
-    loaded = load_spec_file(spec, overrides)  # validate before touching the database
+    loaded = load_spec_file(spec, overrides)  # validate before touching the database (or torch)
     store = _store()
+    from service import runner
+    from service.results import fetch_rows, to_table
+
     progress = Progress(TextColumn("{task.description}"), BarColumn(),
                         TextColumn("{task.percentage:>5.1f}%"), TimeElapsedColumn(),
                         console=err, transient=False)

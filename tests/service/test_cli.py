@@ -59,18 +59,27 @@ def test_help_lists_the_commands(workdir: Path) -> None:
         assert command in result.stdout
 
 
-@pytest.mark.parametrize("spec", INVALID, ids=[p.stem for p in INVALID])
-def test_invalid_spec_exits_2_names_the_path_and_writes_nothing(spec: Path, workdir: Path) -> None:
-    path, line = expectation(spec)
-    for command in (["validate", str(spec)], ["run", str(spec)]):
-        result = robustlab(*command, cwd=workdir)
-        assert result.returncode == 2, result.stderr
-        assert "Traceback" not in result.stderr + result.stdout
-        if path != "-":
-            assert path in result.stderr, result.stderr
+def test_validate_names_file_line_and_path_of_every_invalid_spec(workdir: Path) -> None:
+    result = robustlab("validate", *map(str, INVALID), cwd=workdir)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr + result.stdout
+    for spec in INVALID:
+        path, line = expectation(spec)
+        lines = [text for text in result.stderr.splitlines() if spec.name in text]
+        assert lines, f"nothing reported for {spec.name}"
         if line != "-":
-            assert f"{spec.name}:{line}" in result.stderr or f"{spec}:{line}" in result.stderr, \
-                result.stderr
+            lines = [text for text in lines if f"{spec.name}:{line}" in text]
+            assert lines, f"{spec.name}: no problem reported at line {line}:\n{result.stderr}"
+        if path != "-":
+            assert any(path in text for text in lines), f"{spec.name}: {path} not named"
+
+
+@pytest.mark.parametrize("spec", INVALID, ids=[p.stem for p in INVALID])
+def test_run_of_an_invalid_spec_exits_2_and_writes_nothing(spec: Path, workdir: Path) -> None:
+    result = robustlab("run", str(spec), cwd=workdir)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    assert spec.name in result.stderr
     assert list(workdir.iterdir()) == [], "an invalid spec must leave nothing behind"
 
 
