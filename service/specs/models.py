@@ -306,9 +306,190 @@ class EvaluateSpec(SpecBase):
     evaluation: EvaluationConfig = EvaluationConfig()
 
 
-AnySpec = Annotated[TheorySpec | TrainSpec | EvaluateSpec, Field(discriminator="kind")]
+class LargeEpsAttack(Strict):
+    """Targeted PGD far outside the training ball (E4, Table 3), starting from the clean image."""
+
+    norm: NormName = Field(description="Threat model: 'linf' or 'l2'.")
+    eps: Eps = Field(description="Radius in pixel space; Table 3: MNIST linf 0.3, l2 4; "
+                     "CIFAR-10 linf 32/255, l2 1200/255; Restricted ImageNet linf 0.25, l2 40.")
+    steps: int = Field(100, ge=1, description="PGD iterations towards the target class.")
+    step_size: PositiveNumber | None = Field(None, description="Default 2.5 * eps / steps.")
+
+    @property
+    def resolved_step_size(self) -> float:
+        return self.step_size if self.step_size is not None else 2.5 * self.eps / self.steps
+
+
+class InRunTraining(Strict):
+    """A model trained inside the visualisation run first (the blocks of a ``TrainSpec``)."""
+
+    dataset: DatasetConfig | None = Field(
+        None, description="Training data; default the visualisation's dataset (its train split)."
+    )
+    model: ModelConfig
+    training: TrainingConfig = TrainingConfig()
+    adversary: AdversaryConfig = AdversaryConfig()
+    seed: int | None = Field(None, ge=0, description="Training seed; default the spec's seed.")
+    checkpoint_every: int = Field(1, ge=1, description="Epochs between checkpoints.")
+
+
+class VisualizedModel(Strict):
+    """One model of a visualisation, labelled: an earlier run, a checkpoint file, or trained here."""
+
+    label: str = Field(
+        description="Short name shown in pictures and tags, e.g. 'standard', 'linf', 'l2'.",
+        min_length=1, max_length=40, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$",
+    )
+    run: str | None = Field(None, description="Id of a train run whose final checkpoint is used.")
+    checkpoint: str | None = Field(None, description="Path to a checkpoint file.")
+    train: InRunTraining | None = Field(
+        None, description="Train the model in this run (checkpointed, resumable)."
+    )
+
+    @model_validator(mode="after")
+    def _exactly_one_source(self) -> VisualizedModel:
+        given = [name for name in ("run", "checkpoint", "train") if getattr(self, name) is not None]
+        if len(given) != 1:
+            raise ValueError(
+                f"give exactly one of 'run', 'checkpoint' or 'train' (got {given or 'none'})"
+            )
+        return self
+
+
+VisualizationName = Literal["large_eps", "interpolation", "gradients"]
+
+
+class VisualizeSpec(SpecBase):
+    """E4-E6: large-eps adversarial examples, interpolations and loss gradients, side by side.
+
+    Every model in ``models`` is visualised; ``independent`` (another model, e.g. a standard
+    one trained with another seed) judges the large-eps examples: ``target_agreement`` is how
+    often it sees the target class in them.
+    """
+
+    kind: Literal["visualize"]
+    dataset: DatasetConfig
+    split: Literal["test", "train"] = Field("test", description="Split the images come from.")
+    models: list[VisualizedModel] = Field(min_length=1, description="The models shown side by side.")
+    independent: VisualizedModel | None = Field(
+        None, description="Judge of the large-eps examples (target_agreement); none: not measured."
+    )
+    show: list[VisualizationName] = Field(
+        default_factory=lambda: ["large_eps", "interpolation", "gradients"], min_length=1,
+        description="What to compute: large_eps (E4), interpolation (E5), gradients (E6).",
+    )
+    n_images: int = Field(10, ge=1, description="Images shown in the pictures (the first ones).")
+    measure_images: int = Field(
+        500, ge=1, description="Images the measures average over (target_agreement, alignment)."
+    )
+    attacks: list[LargeEpsAttack] | None = Field(
+        None, min_length=1, description="Large-eps attacks; default Table 3 of the dataset."
+    )
+    target: Literal["next", "random"] = Field(
+        "next", description="Target class: 'next' is (y + 1) mod K, 'random' a seeded other class."
+    )
+    interpolation_points: int = Field(
+        8, ge=2, description="Images from the image to its large-eps example, both included."
+    )
+    batch_size: int = Field(250, ge=1)
+
+    @model_validator(mode="after")
+    def _consistent_models(self) -> VisualizeSpec:
+        labels = [m.label for m in self.models]
+        if self.independent is not None:
+            labels.append(self.independent.label)
+        repeated = sorted({label for label in labels if labels.count(label) > 1})
+        if repeated:
+            raise ValueError(f"model labels must be unique; repeated: {', '.join(repeated)}")
+        if self.measure_images < self.n_images:
+            raise ValueError("measure_images must be at least n_images (shown images are measured)")
+        twin = self._twin_of_independent()
+        if twin is not None:
+            raise ValueError(f"independent trains exactly like model {twin!r}: give it another seed")
+        return self
+
+    def _twin_of_independent(self) -> str | None:
+        """The label of a model trained exactly like ``independent`` (same data and seed), if any."""
+        if self.independent is None or self.independent.train is None:
+            return None
+        judge = self._resolved(self.independent.train)
+        for candidate in self.models:
+            if candidate.train is not None and self._resolved(candidate.train) == judge:
+                return candidate.label
+        return None
+
+    def _resolved(self, training: InRunTraining) -> InRunTraining:
+        """``training`` with its defaults (dataset, seed) filled in from this spec."""
+        seed = self.seed if training.seed is None else training.seed
+        return training.model_copy(update={"seed": seed, "dataset": training.dataset or self.dataset})
+
+
+BINARY_MNIST_PIXELS = 28 * 28
+"""Input dimension of the linear classifier of E3 (one weight per binary-MNIST pixel)."""
+
+
+class LinearFeaturesSpec(SpecBase):
+    """E3: linear classifiers on binary MNIST, 5 vs 7 (Sec. 2.3, Table 4 and Figure 2).
+
+    Trains f(x) = w.x + b with the logistic loss by full-batch gradient descent from w = 0,
+    once normally and once against the exact l_inf worst case at ``eps`` (inside [0, 1]), and
+    evaluates both exactly at ``eps`` on both splits (Table 4). Relates each pixel's weight to
+    its correlation with the label (Fig. 2a, 2b), and trains standard models that may use only
+    the ``topk`` pixels most correlated with the label (Fig. 2c).
+    """
+
+    kind: Literal["linear_features"]
+    dataset: DatasetConfig = Field(
+        default_factory=lambda: DatasetConfig(name="binary_mnist"),
+        description="binary_mnist (-1 = '5', +1 = '7'); subsets allowed, no augmentation.",
+    )
+    epochs: int = Field(100, ge=1, description="Full-batch gradient-descent steps (paper: 100).")
+    lr: PositiveNumber = Field(0.1, description="Gradient-descent step size (mean logistic loss).")
+    eps: PositiveNumber = Field(
+        0.2, description="l_inf radius of adversarial training and of the exact evaluation."
+    )
+    topk: list[Annotated[int, Field(ge=1, le=BINARY_MNIST_PIXELS)]] = Field(
+        default_factory=list,
+        description="Fig. 2(c): for each k, standard training on only the k pixels of largest "
+        "|correlation| with the label; empty: Table 4 and Fig. 2(a, b) only.",
+    )
+    correlation_threshold: Number = Field(
+        0.3,
+        gt=0,
+        lt=1,
+        description="Fig. 2(b): pixels with |Pearson correlation| below this count as weakly "
+        "correlated; how much weight each model puts on them is reported.",
+    )
+
+    @field_validator("dataset")
+    @classmethod
+    def _binary_task(cls, value: DatasetConfig) -> DatasetConfig:
+        if value.name != "binary_mnist":
+            raise ValueError(
+                f"linear_features needs the -1/+1 task binary_mnist, not {value.name!r}"
+            )
+        if value.augment:
+            raise ValueError("full-batch gradient descent uses every image as it is: "
+                             "augment must not be true")
+        return value
+
+    @field_validator("topk")
+    @classmethod
+    def _distinct(cls, value: list[int]) -> list[int]:
+        repeated = sorted({k for k in value if value.count(k) > 1})
+        if repeated:
+            raise ValueError(f"topk values must be distinct; repeated: {repeated}")
+        return value
+
+
+AnySpec = Annotated[
+    TheorySpec | TrainSpec | EvaluateSpec | VisualizeSpec | LinearFeaturesSpec,
+    Field(discriminator="kind"),
+]
 SPEC_KINDS: dict[str, type[SpecBase]] = {
     "theory": TheorySpec,
     "train": TrainSpec,
     "evaluate": EvaluateSpec,
+    "visualize": VisualizeSpec,
+    "linear_features": LinearFeaturesSpec,
 }

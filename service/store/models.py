@@ -31,7 +31,9 @@ RUN_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
-    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    # Unique constraints are named per table: PostgreSQL backs each with an index, and index
+    # names share one namespace per schema (two tables' "run_key" would collide).
+    "uq": "uq_%(table_name)s_%(constraint_name)s",
     "ck": "ck_%(table_name)s_%(constraint_name)s",
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
@@ -192,4 +194,53 @@ class Checkpoint(Base):
     train_norm: Mapped[str | None] = mapped_column(String(8))
     train_eps: Mapped[float] = mapped_column(Float)
     meta: Mapped[dict[str, Any]] = mapped_column("metadata", JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class Schedule(Base):
+    """A standing evaluation: an ``evaluate`` spec re-run on every new checkpoint of a source.
+
+    The source is a directory of ``*.pt`` files (``target_kind`` 'watch', ``target`` its absolute
+    path) or an experiment whose succeeded runs' final checkpoints count ('experiment').
+    """
+
+    __tablename__ = "schedules"
+    __table_args__ = (
+        CheckConstraint("target_kind IN ('watch', 'experiment')", name="target_kind"),
+        UniqueConstraint("spec_hash", "target_kind", "target", name="spec_target"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(120))
+    """The evaluate spec's name: the experiment its runs are recorded under."""
+    spec_hash: Mapped[str] = mapped_column(String(64))
+    """Content hash of the spec with its source left as a placeholder."""
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON)
+    source_yaml: Mapped[str] = mapped_column(Text)
+    source_path: Mapped[str | None] = mapped_column(Text)
+    overrides: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    """The ``--set`` overrides given with the spec, applied again for every checkpoint."""
+    target_kind: Mapped[str] = mapped_column(String(16))
+    target: Mapped[str] = mapped_column(Text)
+    queue: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class ScheduleCoverage(Base):
+    """One checkpoint a standing evaluation has taken on: its unique key makes scans race-safe.
+
+    A scanner inserts the row first and submits the evaluation only if its insert won, so two
+    scanners racing over the same new checkpoint enqueue it once.
+    """
+
+    __tablename__ = "schedule_coverage"
+    __table_args__ = (UniqueConstraint("schedule_id", "checkpoint", name="schedule_checkpoint"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    schedule_id: Mapped[int] = mapped_column(ForeignKey("schedules.id", ondelete="CASCADE"))
+    checkpoint: Mapped[str] = mapped_column(Text)
+    """Absolute path of the checkpoint file."""
+    spec_id: Mapped[str | None] = mapped_column(String(64))
+    """The submitted spec (content hash); ``None`` while the submission is in flight."""
+    run_ids: Mapped[list[Any]] = mapped_column(JSON, default=list)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

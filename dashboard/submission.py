@@ -1,0 +1,152 @@
+"""What the Submit page does, without Streamlit: validate, annotate, save, run or queue a spec.
+
+Kept apart from the page so it can be tested directly (Streamlit's AppTest cannot drive a file
+uploader) and so the page stays a thin layout of widgets.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import importlib
+import subprocess
+import sys
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from service.specs.loading import LoadedSpec, Problem, SpecError, load_spec_text
+from service.specs.sweep import expand
+
+if TYPE_CHECKING:  # the queue module imports Celery; load it only when queueing
+    from service.queue import Submission
+
+
+@dataclass(frozen=True)
+class Validation:
+    """The outcome of validating one YAML text: the spec, or every problem with its line."""
+
+    loaded: LoadedSpec | None
+    problems: tuple[Problem, ...] = ()
+    runs: int = 0
+    """How many runs (sweep cells) the spec expands to."""
+
+    @property
+    def ok(self) -> bool:
+        return self.loaded is not None
+
+
+def validate_spec(text: str, source: str) -> Validation:
+    """Validate YAML exactly as ``robustlab validate`` does, collecting problems instead of raising."""
+    try:
+        loaded = load_spec_text(text, source=source)
+        runs = len(expand(loaded.spec))
+    except SpecError as exc:
+        return Validation(loaded=None, problems=tuple(exc.problems))
+    return Validation(loaded=loaded, runs=runs)
+
+
+def problems_by_line(problems: tuple[Problem, ...], n_lines: int) -> dict[int, list[str]]:
+    """Messages keyed by 1-based line; lines past the end (a missing key at EOF) go to the last."""
+    by_line: dict[int, list[str]] = defaultdict(list)
+    for problem in problems:
+        if problem.line is not None:
+            line = min(max(problem.line, 1), max(n_lines, 1))
+            by_line[line].append(f"{problem.path}: {problem.message}" if problem.path
+                                 else problem.message)
+    return dict(by_line)
+
+
+def annotated_yaml_html(text: str, problems: tuple[Problem, ...]) -> str:
+    """The YAML with line numbers, each line with a problem highlighted and its messages below.
+
+    One line of HTML (no newlines), so Markdown rendering cannot break the block at a blank line.
+    """
+    lines = text.splitlines() or [""]
+    by_line = problems_by_line(problems, len(lines))
+    parts = ['<div class="spec-yaml" style="font-family:monospace;white-space:pre;'
+             'font-size:0.85em;line-height:1.4;overflow-x:auto">']
+    for number, line in enumerate(lines, start=1):
+        messages = by_line.get(number, [])
+        style = "background:#ffd7d7;" if messages else ""
+        css_class = "problem-line" if messages else "spec-line"
+        parts.append(
+            f'<div class="{css_class}" data-line="{number}" style="{style}">'
+            f'<span style="color:#888">{number:>4} </span>{html.escape(line) or " "}</div>'
+        )
+        parts.extend(
+            f'<div class="problem-message" data-line="{number}" style="color:#b00020">'
+            f"{' ' * 5}^ {html.escape(message)}</div>"
+            for message in messages
+        )
+    parts.append("</div>")
+    return "".join(parts)
+
+
+def spec_files(root: Path) -> list[Path]:
+    """The YAML specs under ``root`` (e.g. ``specs/``), relative paths, sorted."""
+    if not root.is_dir():
+        return []
+    return sorted(p.relative_to(root) for p in root.rglob("*.y*ml") if p.is_file())
+
+
+def save_spec(text: str, name: str, directory: Path) -> Path:
+    """Write the text to ``directory/<name>-<hash>.yaml``: the same text always gets one file."""
+    digest = hashlib.sha256(text.encode()).hexdigest()[:10]
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{name}-{digest}.yaml"
+    path.write_text(text)
+    return path
+
+
+@dataclass(frozen=True)
+class LocalRun:
+    """A ``robustlab run`` started in the background by the dashboard."""
+
+    command: tuple[str, ...]
+    log_path: Path
+    pid: int
+
+
+def start_local_run(spec_path: Path) -> LocalRun:
+    """Start ``robustlab run SPEC`` detached (own session, output to a log beside the spec).
+
+    The page must not block for the length of a training run, and the run must survive the
+    browser tab (and a restart of the dashboard) that started it.
+    """
+    command = (sys.executable, "-m", "service.cli", "run", str(spec_path))
+    log_path = spec_path.with_suffix(".log")
+    with log_path.open("ab") as log:
+        process = subprocess.Popen(
+            command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    return LocalRun(command=command, log_path=log_path, pid=process.pid)
+
+
+class QueueUnavailable(RuntimeError):
+    """The queue cannot take the spec now; the message says why (no module, broker down)."""
+
+
+def queue_module() -> Any:
+    """``service.queue`` if it can be imported; raises ``QueueUnavailable`` otherwise."""
+    try:
+        return importlib.import_module("service.queue")
+    except ModuleNotFoundError as exc:
+        if exc.name not in ("service.queue", "celery", "kombu"):
+            raise
+        raise QueueUnavailable(f"queue not available: {exc.name} is not installed") from exc
+
+
+def submit_to_queue(loaded: LoadedSpec) -> Submission:
+    """Record and enqueue every run of the spec through ``service.queue.submit``.
+
+    The broker comes from the settings (``ROBUSTLAB_BROKER_URL``); when it does not answer,
+    nothing is recorded and ``QueueUnavailable`` says so.
+    """
+    queue = queue_module()
+    try:
+        return queue.submit(loaded)
+    except queue.BrokerUnavailable as exc:
+        raise QueueUnavailable(f"queue not available: {exc}") from exc

@@ -1,0 +1,125 @@
+"""Runs: every run's status and progress; one run's error, provenance, spec and training curves;
+and a cancel button (the dashboard's one write, through the repository)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import altair as alt
+import pandas as pd
+import streamlit as st
+import yaml
+
+from dashboard import components
+from service.store import queries
+from service.store.repository import Store
+
+PROVENANCE_FIELDS = ("spec_hash", "seed", "git_sha", "data_hash", "host", "device", "queue",
+                     "task_id", "attempts", "created_at", "started_at", "finished_at",
+                     "heartbeat_at")
+
+
+def runs_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """One page of the runs as a table; returns that page (the runs one can pick below it)."""
+    page = components.paginate(frame, key="runs_page")
+    shown = page.assign(
+        params=page["params"].map(lambda p: " ".join(f"{k}={v}" for k, v in (p or {}).items())),
+        error=page["error"].map(lambda e: e.strip().splitlines()[-1] if isinstance(e, str) else ""),
+    )
+    st.dataframe(
+        shown,
+        hide_index=True,
+        column_order=["id", "experiment", "kind", "params", "status", "progress", "stage",
+                      "duration_s", "error", "created_at"],
+        column_config={
+            "progress": st.column_config.ProgressColumn("progress", min_value=0, max_value=1),
+            "duration_s": st.column_config.NumberColumn("duration (s)", format="%.1f"),
+        },
+    )
+    return page
+
+
+def cancel_button(url: str, run: dict[str, Any]) -> None:
+    if run["status"] not in ("queued", "running"):
+        return
+    if run["cancel_requested"]:
+        st.info("Cancellation requested; the run stops at its next batch boundary.")
+        return
+    if st.button("Cancel this run", key="runs_cancel"):
+        store = Store(url)
+        try:
+            after = store.request_cancel(run["id"])
+        finally:
+            store.engine.dispose()
+        st.cache_data.clear()
+        st.success(f"Run {after.id}: {after.status}"
+                   + (" (cancel requested)" if after.cancel_requested else ""))
+
+
+def curves(url: str, run_id: str) -> None:
+    """Metrics logged at several steps as curves (one panel each); single values as a table."""
+    frame = components.metrics(url, (run_id,))
+    if frame.empty:
+        st.caption("No metrics recorded.")
+        return
+    steps = frame.groupby("name")["step"].transform("nunique")
+    curve_rows, scalars = frame[steps > 1], frame[steps <= 1]
+    if not curve_rows.empty:
+        chart = (
+            alt.Chart(curve_rows.drop(columns="tags"))
+            .mark_line(point=True)
+            .encode(x=alt.X("step:Q", title="step (epoch)"), y=alt.Y("value:Q", title=None),
+                    tooltip=["name", "step", alt.Tooltip("value:Q", format=".4g")])
+            .properties(width=260, height=180)
+            .facet(facet=alt.Facet("name:N", title=None), columns=3)
+            .resolve_scale(y="independent")
+        )
+        components.chart(chart, curve_rows.drop(columns="tags"), f"metrics_{run_id}")
+    if not scalars.empty:
+        st.dataframe(scalars.assign(tags=scalars["tags"].map(str)), hide_index=True)
+
+
+def run_detail(url: str, run_id: str) -> None:
+    run = components.run_detail(url, run_id)
+    if run is None:
+        st.warning(f"Run {run_id} no longer exists.")
+        return
+    st.subheader(f"{run['experiment']} · {run['id']} · {run['status']}")
+    st.progress(float(run["progress"] or 0), text=run["stage"] or run["status"])
+    cancel_button(url, run)
+    if run["error"]:
+        st.error(run["error"].strip().splitlines()[-1])
+        with st.expander("Full error"):
+            st.code(run["error"])
+    left, right = st.columns(2)
+    with left:
+        st.markdown("**Provenance**")
+        facts = {key: run[key] for key in PROVENANCE_FIELDS if run.get(key) is not None}
+        facts |= {"package_versions": run["package_versions"], "provenance": run["provenance"]}
+        st.json(json.dumps(facts, default=str), expanded=1)
+    with right:
+        st.markdown("**Resolved spec**")
+        st.code(yaml.safe_dump(run["resolved_spec"], sort_keys=False), language="yaml")
+    st.markdown("**Metrics**")
+    curves(url, run_id)
+
+
+url = components.require_database()
+st.title("Runs")
+left, middle, right = st.columns([2, 2, 1])
+with left:
+    experiment = components.pick("Experiment", components.experiments(url), key="runs_experiment")
+with middle:
+    status = components.pick("Status", list(queries.RUN_STATUSES), key="runs_status")
+with right:
+    st.button("Refresh", key="runs_refresh", help="Results are cached for a few seconds.")
+frame = components.runs(url, experiment, status)
+if frame.empty:
+    st.info("No runs match.")
+else:
+    page = runs_table(frame)
+    labels = dict(zip(page["id"], page["experiment"] + " · " + page["id"] + " · "
+                      + page["status"], strict=True))
+    chosen = st.selectbox("Run", list(labels), format_func=labels.__getitem__, key="runs_run")
+    run_detail(url, chosen)

@@ -1,0 +1,101 @@
+"""Submit: upload a spec or pick one from specs/, see every problem at its YAML line, then run
+it locally (a detached ``robustlab run``) or queue it when a broker is configured."""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+
+import streamlit as st
+
+from dashboard import components
+from dashboard.submission import (
+    QueueUnavailable,
+    Validation,
+    annotated_yaml_html,
+    save_spec,
+    spec_files,
+    start_local_run,
+    submit_to_queue,
+    validate_spec,
+)
+from service.settings import get_settings
+from service.specs.loading import LoadedSpec
+from service.store import queries
+
+SPECS_DIR = Path("specs")
+UPLOAD, PICK, WRITE = "Upload a file", "Pick from specs/", "Write YAML"
+
+
+def source_text() -> tuple[str, str] | None:
+    """(text, source name) from the chosen source, or ``None`` while nothing is chosen."""
+    how = st.radio("Spec", [PICK, UPLOAD, WRITE], horizontal=True, key="submit_source")
+    if how == UPLOAD:
+        uploaded = st.file_uploader("YAML spec", type=["yaml", "yml"], key="submit_upload")
+        return (uploaded.getvalue().decode(errors="replace"), uploaded.name) if uploaded else None
+    if how == PICK:
+        files = spec_files(SPECS_DIR)
+        if not files:
+            st.info(f"No specs under {SPECS_DIR.resolve()}: upload one or write YAML.")
+            return None
+        chosen = st.selectbox("Spec file", [str(p) for p in files], key="submit_pick")
+        return (SPECS_DIR / chosen).read_text(), str(SPECS_DIR / chosen)
+    text = st.text_area("YAML", height=300, key="submit_text",
+                        placeholder="name: my_experiment\nkind: theory\n...")
+    return (text, "<editor>") if text.strip() else None
+
+
+def show_validation(text: str, source: str, validation: Validation) -> None:
+    if validation.loaded is not None:
+        spec = validation.loaded.spec
+        st.success(f"{source}: valid {spec.kind} spec {spec.name!r}, "
+                   f"{validation.runs} run{'s' if validation.runs != 1 else ''}")
+    else:
+        st.error(f"{source}: {len(validation.problems)} problem"
+                 f"{'s' if len(validation.problems) != 1 else ''}")
+        for problem in validation.problems:
+            st.markdown(f"- `{problem}`")
+    st.markdown(annotated_yaml_html(text, validation.problems), unsafe_allow_html=True)
+
+
+def run_locally(text: str, loaded: LoadedSpec) -> None:
+    path = save_spec(text, loaded.spec.name, get_settings().runs_dir / "submitted")
+    launched = start_local_run(path)
+    st.success(f"Started (pid {launched.pid}); follow it on the Runs page.")
+    st.code(shlex.join(launched.command), language="bash")
+    st.caption(f"Log: {launched.log_path.resolve()}")
+
+
+def queue(loaded: LoadedSpec) -> None:
+    try:
+        submitted = submit_to_queue(loaded)
+    except QueueUnavailable as exc:
+        st.warning(str(exc))
+        return
+    ids = " ".join(run.id for run in submitted.queued)
+    st.success(f"Queued {len(submitted.queued)} run(s) on '{submitted.queue}': {ids}; "
+               "follow them on the Runs page.")
+    for runs, what in ((submitted.done, "already succeeded (not run again)"),
+                       (submitted.pending, "already queued or running")):
+        if runs:
+            st.info(f"{len(runs)} identical run(s) {what}: {' '.join(r.id for r in runs)}")
+
+
+st.title("Submit a spec")
+url = components.database_url()
+status = components.database_status(url)
+if not status.ready:
+    st.warning(f"Runs cannot be recorded yet in {queries.safe_url(url)}.")
+    components.getting_started(status.message)
+chosen = source_text()
+if chosen is not None:
+    text, source = chosen
+    validation = validate_spec(text, source)
+    show_validation(text, source, validation)
+    if validation.loaded is not None and status.ready:
+        left, right, _ = st.columns([1, 1, 3])
+        if left.button("Run locally", type="primary", key="submit_run"):
+            run_locally(text, validation.loaded)
+        if right.button("Queue", key="submit_queue"):
+            queue(validation.loaded)
+        st.caption(f"Results go to {queries.safe_url(url)}.")

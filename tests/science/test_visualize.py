@@ -1,0 +1,206 @@
+"""E4-E6: large-eps examples, interpolations, loss gradients, their measures and pictures.
+
+The pure functions are checked against closed forms on small synthetic tensors. The claims
+are checked on real MNIST digits (fixture ``mnist_data_dir``): a briefly trained l_inf-robust
+``mnist_cnn`` gets a higher target agreement and a higher gradient-edge alignment than a
+standard one. Those models are trained once per module and then visualised through the
+``visualize`` kind with ``{checkpoint: ...}`` models; a second end-to-end run trains tiny
+``{train: ...}`` models inside the run and resumes.
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch import nn
+
+from service.specs.models import (
+    LargeEpsAttack,
+)
+from workers.science.visualize import (
+    LARGE_EPS,
+    default_large_eps_attacks,
+    gradient_cells,
+    gradient_edge_alignment,
+    grid_png,
+    image_cells,
+    input_gradients,
+    interpolate,
+    large_eps_examples,
+    normalize_gradient,
+    pearson,
+    sobel_magnitude,
+    target_classes,
+)
+
+CPU = torch.device("cpu")
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def decode_png(data: bytes) -> Image.Image:
+    """Open PNG bytes, insisting on the signature and a clean decode."""
+    assert data.startswith(PNG_MAGIC)
+    Image.open(io.BytesIO(data)).verify()
+    image = Image.open(io.BytesIO(data))
+    image.load()
+    return image
+
+
+# --------------------------------------------------------------------------- interpolation
+
+
+def test_interpolation_ends_are_the_image_and_the_adversarial_example() -> None:
+    generator = torch.Generator().manual_seed(0)
+    x = torch.rand(3, 1, 6, 6, generator=generator)
+    x_adv = torch.rand(3, 1, 6, 6, generator=generator)
+    strips = interpolate(x, x_adv, 5)  # (3, 5, 1, 6, 6)
+    assert strips.shape == (3, 5, 1, 6, 6)
+    assert torch.equal(strips[:, 0], x)
+    assert torch.equal(strips[:, -1], x_adv)
+    for i in range(5):  # point i lies i/4 of the way along the segment
+        torch.testing.assert_close(strips[:, i], x + i / 4 * (x_adv - x))
+
+
+def test_interpolation_needs_both_ends() -> None:
+    with pytest.raises(ValueError, match="at least its two ends"):
+        interpolate(torch.zeros(1, 1, 2, 2), torch.ones(1, 1, 2, 2), 1)
+
+
+# --------------------------------------------------------------------------- gradients
+
+
+def test_gradient_normalisation_clips_at_three_sigma_and_rescales_to_unit_interval() -> None:
+    # 98 values of +-1 and two outliers +-10: mean 0, sigma = sqrt((98 + 200) / 100).
+    values = torch.tensor([1.0, -1.0] * 49 + [10.0, -10.0]).view(1, 1, 10, 10)
+    sigma = (298 / 100) ** 0.5
+    normalized = normalize_gradient(values)
+    assert normalized.min() == 0 and normalized.max() == 1  # the outliers are clipped
+    expected_one = 0.5 + 1 / (2 * 3 * sigma)
+    torch.testing.assert_close(normalized[values == 1], torch.full((49,), expected_one))
+    torch.testing.assert_close(normalized[values == -1], torch.full((49,), 1 - expected_one))
+
+
+def test_gradient_normalisation_is_per_image_scale_free_and_keeps_zero_at_the_middle() -> None:
+    generator = torch.Generator().manual_seed(1)
+    grad = torch.randn(4, 3, 8, 8, generator=generator) * torch.tensor([1e-6, 1.0, 5.0, 1e3]).view(4, 1, 1, 1)
+    grad[:, :, 0, 0] = 0
+    normalized = normalize_gradient(grad)
+    assert normalized.shape == grad.shape
+    assert normalized.min() >= 0 and normalized.max() <= 1
+    torch.testing.assert_close(normalized[1:], normalize_gradient(grad[1:] * 7))
+    assert torch.all(normalized[:, :, 0, 0] == 0.5)
+    assert torch.equal(normalize_gradient(torch.zeros(2, 1, 4, 4)), torch.full((2, 1, 4, 4), 0.5))
+
+
+def test_sobel_magnitude_of_a_step_edge() -> None:
+    x = torch.zeros(1, 3, 6, 8)
+    x[..., 4:] = 1.0  # a vertical edge between columns 3 and 4
+    magnitude = sobel_magnitude(x)  # (1, 6, 8)
+    expected = torch.zeros(1, 6, 8)
+    expected[..., 3:5] = 4.0  # 1 + 2 + 1 on each side of the edge, nothing at the borders
+    torch.testing.assert_close(magnitude, expected)
+
+
+def test_pearson_closed_forms() -> None:
+    a = torch.tensor([[0.0, 1.0, 3.0, 7.0], [2.0, 2.0, 2.0, 2.0]])
+    torch.testing.assert_close(pearson(a[:1], 2 * a[:1] + 3), torch.tensor([1.0]))
+    torch.testing.assert_close(pearson(a[:1], -a[:1]), torch.tensor([-1.0]))
+    assert pearson(a[1:], a[:1]).item() == 0  # a constant side has no correlation: 0
+    centred = torch.tensor([[1.0, -1.0, 1.0, -1.0]])
+    assert pearson(centred, torch.tensor([[1.0, 1.0, -1.0, -1.0]])).item() == 0  # orthogonal
+
+
+def test_a_gradient_on_the_edges_aligns_perfectly_whatever_its_sign() -> None:
+    x = torch.zeros(2, 1, 8, 8)
+    x[:, :, 2:6, 2:6] = 1.0  # a square
+    edges = sobel_magnitude(x).unsqueeze(1)  # (2, 1, 8, 8)
+    signs = torch.where(torch.rand(2, 1, 8, 8, generator=torch.Generator().manual_seed(2)) > 0.5, 1.0, -1.0)
+    torch.testing.assert_close(gradient_edge_alignment(edges * signs, x), torch.ones(2))
+    noise = torch.randn(2, 1, 8, 8, generator=torch.Generator().manual_seed(3))
+    assert torch.all(gradient_edge_alignment(noise, x) < 0.5)
+
+
+def test_input_gradients_are_the_loss_gradient_and_leave_the_model_alone() -> None:
+    model = nn.Sequential(nn.Flatten(), nn.Linear(4, 3))
+    model.train()
+    x = torch.rand(2, 1, 2, 2, generator=torch.Generator().manual_seed(4))
+    y = torch.tensor([0, 2])
+    grad = input_gradients(model, x, y)
+    weight = model[1].weight.detach()  # (3, 4)
+    probabilities = torch.softmax(model(x), dim=1).detach()  # (2, 3)
+    expected = (probabilities - nn.functional.one_hot(y, 3)) @ weight  # d CE / d x, closed form
+    torch.testing.assert_close(grad.flatten(1), expected)
+    assert model.training
+    assert all(p.grad is None and p.requires_grad for p in model.parameters())
+
+
+# --------------------------------------------------------------------------- large eps
+
+
+def test_targets_differ_from_the_true_class() -> None:
+    y = torch.arange(10).repeat(20)
+    assert torch.equal(target_classes(y, 10, rule="next"), (y + 1) % 10)
+    generator = torch.Generator().manual_seed(5)
+    random = target_classes(y, 10, rule="random", generator=generator)
+    assert torch.all(random != y) and random.min() >= 0 and random.max() <= 9
+    assert len(set(random.tolist())) == 10
+    again = target_classes(y, 10, rule="random", generator=torch.Generator().manual_seed(5))
+    assert torch.equal(random, again)
+    binary = torch.tensor([-1, 1, 1])
+    assert torch.equal(target_classes(binary, 2, rule="next"), -binary)
+
+
+def test_default_attacks_are_table_3() -> None:
+    assert LARGE_EPS["mnist"] == {"linf": 0.3, "l2": 4.0}
+    assert LARGE_EPS["cifar10"] == {"linf": 32 / 255, "l2": 1200 / 255}
+    assert LARGE_EPS["restricted_imagenet"] == {"linf": 0.25, "l2": 40.0}
+    attacks = default_large_eps_attacks("fashion_mnist")
+    assert [(a.norm, a.eps) for a in attacks] == [("linf", 0.3), ("l2", 4.0)]
+
+
+@pytest.mark.parametrize("norm", ["linf", "l2"])
+def test_large_eps_examples_stay_in_the_ball_and_reach_the_target(norm: str) -> None:
+    # Class k's logit is 10 * pixel k: any class wins once its pixel is the brightest of four.
+    model = nn.Sequential(nn.Flatten(), nn.Linear(16, 4, bias=False))
+    with torch.no_grad():
+        model[1].weight.copy_(10 * torch.eye(4, 16))
+    x = torch.rand(8, 1, 4, 4, generator=torch.Generator().manual_seed(6)) * 0.4 + 0.3
+    target = torch.arange(8) % 4
+    attack = LargeEpsAttack(norm=norm, eps=3.0 if norm == "l2" else 0.25, steps=50)
+    x_adv = large_eps_examples(model, x, target, attack)
+    distance = (x_adv - x).flatten(1)
+    size = distance.abs().amax(dim=1) if norm == "linf" else distance.norm(dim=1)
+    assert torch.all(size <= attack.eps + 1e-5)
+    assert x_adv.min() >= 0 and x_adv.max() <= 1
+    with torch.no_grad():
+        assert torch.equal(model(x_adv).argmax(dim=1), target)
+
+
+# --------------------------------------------------------------------------- pictures
+
+
+def test_grids_are_png_images_of_the_right_shape() -> None:
+    images = image_cells(torch.rand(3, 1, 28, 28))
+    assert all(cell.shape == (28, 28, 3) for cell in images)
+    image = decode_png(grid_png([images, images], row_titles=["a", "b"],
+                                column_titles=["1", "2", "3"], title="t"))
+    assert image.format == "PNG" and image.width > 3 * 28 and image.height > 2 * 28
+    taller = decode_png(grid_png([images] * 4))
+    assert taller.height > decode_png(grid_png([images])).height
+    with pytest.raises(ValueError, match="same number"):
+        grid_png([images, images[:2]])
+
+
+def test_grey_gradients_use_a_diverging_map_blue_for_positive() -> None:
+    grad = torch.zeros(1, 1, 3, 3)
+    grad[0, 0, 0, 0], grad[0, 0, 2, 2] = 1.0, -1.0
+    cell = gradient_cells(grad)[0]  # (3, 3, 3) RGB
+    red, blue = cell[..., 0], cell[..., 2]
+    assert blue[0, 0] > red[0, 0] and red[2, 2] > blue[2, 2]
+    np.testing.assert_allclose(cell[1, 1], cell[1, 1].mean(), atol=0.05)  # zero: near white/grey
+    colour = gradient_cells(torch.randn(2, 3, 5, 5))
+    assert all(c.shape == (5, 5, 3) and c.min() >= 0 and c.max() <= 1 for c in colour)

@@ -1,0 +1,63 @@
+"""What every attack shares: how it holds the model, and the checks on its arguments.
+
+An attack leaves the model as it found it (torchattacks' ``Attack.__call__``): it runs the
+model in eval mode and restores the training mode afterwards, and it computes gradients with
+respect to the input only. Parameters are frozen for the duration of the attack (their
+``requires_grad`` flags are restored on exit), so the forward passes record no graph for
+them and no parameter ever receives a ``.grad``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import torch
+from torch import nn
+
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+"""(logits (B, K), labels (B,)) -> per-example losses (B,)."""
+
+BOX_TOLERANCE = 1e-6
+"""How far outside [0, 1] an input may lie (rounding) before an attack refuses it."""
+
+
+@contextmanager
+def attack_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """Eval mode, frozen parameters and gradients enabled inside; the model restored after."""
+    was_training = model.training
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    model.eval()
+    for parameter in trainable:
+        parameter.requires_grad_(False)
+    try:
+        with torch.enable_grad():
+            yield model
+    finally:
+        for parameter in trainable:
+            parameter.requires_grad_(True)
+        model.train(was_training)
+
+
+def check_inputs(x: torch.Tensor, y: torch.Tensor, eps: float) -> None:
+    """Refuse inputs outside [0, 1] (normalised images?), mismatched labels, negative eps."""
+    if eps < 0:
+        raise ValueError(f"eps must be >= 0, got {eps}")
+    if x.shape[0] != y.shape[0]:
+        raise ValueError(f"{x.shape[0]} inputs but {y.shape[0]} labels")
+    if x.numel() and (x.min() < -BOX_TOLERANCE or x.max() > 1 + BOX_TOLERANCE):
+        raise ValueError(
+            "inputs must be images in [0, 1] (normalisation belongs inside the model); "
+            f"got values in [{float(x.min()):.4g}, {float(x.max()):.4g}]"
+        )
+
+
+def per_example_loss(loss: LossFn, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """``loss(logits, y)``, insisting on one value per example (a mean would couple examples)."""
+    losses = loss(logits, y)
+    if losses.shape != (logits.shape[0],):
+        raise ValueError(
+            f"the attack loss must return one value per example, shape ({logits.shape[0]},); "
+            f"got {tuple(losses.shape)} (use reduction='none')"
+        )
+    return losses

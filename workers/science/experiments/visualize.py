@@ -1,0 +1,449 @@
+"""The ``visualize`` experiment kind (E4-E6): standard and robust models' pictures, side by side.
+
+A run first gets its models: each entry of ``spec.models`` (and ``spec.independent``) is the
+final checkpoint of an earlier run (``run``), a checkpoint file (``checkpoint``), or a training
+block (``train``) trained here, under ``ctx.run_dir / "models" / <label>``, with the ordinary
+training loop. A re-executed run resumes those trainings from their checkpoints, then redoes
+the (deterministic) pictures and measures; every record has a stable key or name, so nothing
+is reported twice.
+
+Then, on the first ``measure_images`` images of the split (see ``workers.science.visualize``):
+
+- ``large_eps``: per model and attack, targeted PGD towards another class; artifacts
+  ``large_eps_<label>_<norm>_<eps>.png`` (kind "large_eps") and
+  ``figure_large_eps_<norm>_<eps>.png`` (kind "figure", the models side by side as in Fig. 3); metrics ``large_eps_success`` (the
+  source model predicts the target) and, with an ``independent`` model, ``target_agreement``
+  (the independent model predicts the target). The paper predicts a higher agreement for
+  robust source models.
+- ``interpolation``: the segment from each shown image to its large-eps example,
+  ``interpolation_points`` images; artifacts of kind "interpolation" and a "figure" (Fig. 4).
+- ``gradients``: the loss gradient per pixel; artifacts of kind "gradients" and a "figure"
+  (Fig. 5); metric ``gradient_edge_alignment`` (mean Pearson correlation of |gradient| with the
+  image's Sobel edges), which the paper predicts higher for robust models.
+
+Every model also gets its clean accuracy on those images (an evaluation record whose
+``variant`` is the model's label), so a picture is never of a broken model.
+
+Artifact metadata and metric tags name the model as the dashboard's galleries expect:
+``model`` (the label), ``arch``, ``train_norm``, ``train_eps``; plus ``norm`` and ``eps`` of
+the attack where there is one. Pictures that differ only in the model then sit in one row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Subset
+
+from service.specs.models import (
+    CheckpointSource,
+    DatasetConfig,
+    InRunTraining,
+    LargeEpsAttack,
+    TrainSpec,
+    VisualizedModel,
+    VisualizeSpec,
+)
+from workers.science.checkpoints import load_model
+from workers.science.datasets import DATASETS, data_hash, load_dataset
+from workers.science.experiments.evaluate import checkpoint_file
+from workers.science.experiments.train import checkpoint_meta
+from workers.science.models import build_model
+from workers.science.records import (
+    ArtifactRecord,
+    Cancelled,
+    CheckpointRecord,
+    EvaluationRecord,
+    MetricRecord,
+    Reporter,
+    RunContext,
+)
+from workers.science.train import EpochMetrics, TrainHooks, seed_everything, train
+from workers.science.visualize import (
+    class_name,
+    default_large_eps_attacks,
+    gradient_cells,
+    gradient_edge_alignment,
+    grid_png,
+    image_cells,
+    input_gradients,
+    interpolate,
+    large_eps_examples,
+    predicted_as,
+    target_classes,
+)
+
+
+def run(spec: VisualizeSpec, ctx: RunContext) -> None:
+    """Get (or train) the models, then draw and measure what ``spec.show`` asks for."""
+    attacks = spec.attacks or default_large_eps_attacks(spec.dataset.name)
+    progress = _Progress(ctx.reporter, _total_units(spec, attacks))
+    models = [_obtain(source, spec, ctx, progress) for source in spec.models]
+    judge = _obtain(spec.independent, spec, ctx, progress) if spec.independent else None
+    ctx.reporter.provenance(
+        data_hash=data_hash(spec.dataset, ctx.data_dir),
+        models={m.label: m.provenance() for m in [*models, *([judge] if judge else [])]},
+    )
+    images = _load_images(spec, ctx)
+    for model in models:
+        _report_clean_accuracy(model, images, spec, ctx)
+    if {"large_eps", "interpolation"} & set(spec.show):
+        for attack in attacks:
+            outcomes = {m.label: _attack(m, judge, images, attack, spec, ctx, progress)
+                        for m in models}
+            _report_attack(models, outcomes, images, attack, spec, judge, ctx.reporter)
+    if "gradients" in spec.show:
+        gradients = {m.label: _gradients(m, images, spec, ctx, progress) for m in models}
+        _report_gradients(models, gradients, images, ctx.reporter)
+
+
+# --------------------------------------------------------------------------- models
+
+
+@dataclass(frozen=True)
+class Model:
+    """A model of the visualisation with its label and checkpoint metadata."""
+
+    label: str
+    net: nn.Module
+    meta: dict[str, Any]
+    """From the checkpoint: arch, dataset, num_classes, train_norm, train_eps, epoch, ..."""
+    checkpoint: Path
+
+    @property
+    def identity(self) -> dict[str, Any]:
+        """What tells this model apart in artifact metadata and metric tags."""
+        return {"model": self.label, "arch": self.meta["arch"],
+                "train_norm": self.meta["train_norm"], "train_eps": float(self.meta["train_eps"])}
+
+    def provenance(self) -> dict[str, Any]:
+        return {"checkpoint": str(self.checkpoint), "epoch": self.meta.get("epoch"),
+                **self.identity}
+
+
+def _obtain(source: VisualizedModel, spec: VisualizeSpec, ctx: RunContext,
+            progress: _Progress) -> Model:
+    """Load the model a source names, training it first when it is a ``train`` block."""
+    if source.train is not None:
+        path = _train_in_run(source.label, source.train, spec, ctx, progress)
+    else:
+        path = checkpoint_file(CheckpointSource(checkpoint=source.checkpoint, run=source.run), ctx)
+    net, meta = load_model(path, ctx.device)
+    if meta["dataset"] != spec.dataset.name:
+        raise ValueError(f"model {source.label!r} ({path}) was trained on {meta['dataset']}, "
+                         f"but this visualisation shows {spec.dataset.name}")
+    return Model(label=source.label, net=net, meta=meta, checkpoint=path)
+
+
+def _train_in_run(label: str, block: InRunTraining, spec: VisualizeSpec, ctx: RunContext,
+                  progress: _Progress) -> Path:
+    """Train (or resume training) a ``train`` block under ``run_dir/models/<label>``.
+
+    The block becomes a ``TrainSpec`` so the checkpoints carry the same metadata as a train
+    run's (``load_model`` rebuilds the model from them, and another spec can name the file).
+    """
+    train_spec = TrainSpec(
+        name=label, kind="train", dataset=block.dataset or spec.dataset, model=block.model,
+        training=block.training, adversary=block.adversary,
+        seed=spec.seed if block.seed is None else block.seed,
+        checkpoint_every=block.checkpoint_every,
+    )
+    info = DATASETS[train_spec.dataset.name]
+    seed_everything(train_spec.seed)
+    net = build_model(block.model.arch, info.num_classes, dataset=info.name)
+    hooks = TrainHooks(on_batch=progress.training(label, block.training.epochs),
+                       on_epoch=lambda metrics: _report_epoch(ctx.reporter, label, metrics),
+                       should_stop=ctx.reporter.should_stop)
+    outcome = train(net, load_dataset(train_spec.dataset, ctx.data_dir, train=True),
+                    block.training, block.adversary, device=ctx.device,
+                    checkpoint_dir=ctx.run_dir / "models" / label, seed=train_spec.seed,
+                    checkpoint_every=block.checkpoint_every, hooks=hooks,
+                    meta=checkpoint_meta(train_spec))
+    progress.trained(label, block.training.epochs)
+    ctx.reporter.checkpoint(CheckpointRecord(
+        path=outcome.final_checkpoint.resolve(), epoch=block.training.epochs,
+        arch=block.model.arch, dataset=info.name, train_norm=block.adversary.norm,
+        train_eps=block.adversary.eps, final=False,
+        metadata={"model": label, "seed": train_spec.seed, "num_classes": info.num_classes},
+    ))
+    return outcome.final_checkpoint
+
+
+def _report_epoch(reporter: Reporter, label: str, metrics: EpochMetrics) -> None:
+    values = {"train_loss": metrics.loss, "train_accuracy": metrics.accuracy,
+              "train_adv_accuracy": metrics.adv_accuracy}
+    for name, value in values.items():
+        if value is not None:
+            reporter.metric(MetricRecord(name=name, value=value, step=metrics.epoch,
+                                         tags={"model": label}))
+
+
+# --------------------------------------------------------------------------- images
+
+
+@dataclass(frozen=True)
+class Images:
+    """The images a run measures, on the CPU; the first ``shown`` of them are drawn."""
+
+    x: torch.Tensor  # (N, C, H, W) in [0, 1]
+    y: torch.Tensor  # (N,)
+    target: torch.Tensor  # (N,) the large-eps target class of each image
+    shown: int
+    class_names: tuple[str, ...]
+
+    def batches(self, batch_size: int, device: torch.device,
+                should_stop: Callable[[], bool]) -> Iterator[tuple[torch.Tensor, ...]]:
+        """(x, y, target) batches on ``device``; raises ``Cancelled`` between batches on request."""
+        for start in range(0, self.x.shape[0], batch_size):
+            if should_stop():
+                raise Cancelled(f"visualisation stopped at image {start}")
+            part = slice(start, start + batch_size)
+            yield self.x[part].to(device), self.y[part].to(device), self.target[part].to(device)
+
+    def arrows(self) -> list[str]:
+        """'7 → 8' per shown image: its true and its target class, for titles."""
+        names = self.class_names
+        return [f"{class_name(names, int(self.y[i]))} → {class_name(names, int(self.target[i]))}"
+                for i in range(self.shown)]
+
+
+def _load_images(spec: VisualizeSpec, ctx: RunContext) -> Images:
+    """The first images of the split: ``measure_images`` when measuring, else ``n_images``.
+
+    Only interpolations need no measure, so they attack just the shown images.
+    """
+    count = spec.n_images if set(spec.show) == {"interpolation"} else spec.measure_images
+    cfg: DatasetConfig = spec.dataset.model_copy(update={"augment": False})
+    data = load_dataset(cfg, ctx.data_dir, train=spec.split == "train")
+    loader = DataLoader(Subset(data, range(min(count, len(data)))), batch_size=spec.batch_size)
+    xs, ys = zip(*loader, strict=True)
+    x, y = torch.cat(xs), torch.cat(ys)
+    info = DATASETS[spec.dataset.name]
+    generator = torch.Generator().manual_seed(spec.seed)
+    target = target_classes(y, info.num_classes, rule=spec.target, generator=generator)
+    return Images(x=x, y=y, target=target, shown=min(spec.n_images, len(y)),
+                  class_names=info.class_names)
+
+
+def _report_clean_accuracy(model: Model, images: Images, spec: VisualizeSpec,
+                           ctx: RunContext) -> None:
+    hits = 0
+    for x, y, _ in images.batches(spec.batch_size, ctx.device, ctx.reporter.should_stop):
+        hits += int(predicted_as(model.net, x, y).sum())
+    ctx.reporter.evaluation(EvaluationRecord(
+        model=model.meta["arch"], dataset=spec.dataset.name, accuracy=hits / len(images.y),
+        n=len(images.y), split=spec.split, train_norm=model.meta["train_norm"],
+        train_eps=float(model.meta["train_eps"]), variant=model.label,
+    ))
+
+
+# --------------------------------------------------------------------------- large eps
+
+
+@dataclass(frozen=True)
+class LargeEpsOutcome:
+    """One model's large-eps examples: the shown ones, and how often they reach the target."""
+
+    shown: torch.Tensor  # (shown, C, H, W) on the CPU
+    success: float
+    """Fraction the attacked model itself classifies as the target."""
+    agreement: float | None
+    """Fraction the independent model classifies as the target (None without one)."""
+
+
+def _attack(model: Model, judge: Model | None, images: Images, attack: LargeEpsAttack,
+            spec: VisualizeSpec, ctx: RunContext, progress: _Progress) -> LargeEpsOutcome:
+    """Targeted large-eps PGD against ``model`` on every image, judged by ``judge``."""
+    shown = _FirstRows(images.shown)
+    success = agreement = 0
+    for x, _, target in images.batches(spec.batch_size, ctx.device, ctx.reporter.should_stop):
+        x_adv = large_eps_examples(model.net, x, target, attack)  # (B, C, H, W)
+        success += int(predicted_as(model.net, x_adv, target).sum())
+        if judge is not None:
+            agreement += int(predicted_as(judge.net, x_adv, target).sum())
+        shown.add(x_adv)
+    progress.advance(1, f"large eps {attack.norm} {attack.eps:g}: {model.label}")
+    n = len(images.y)
+    return LargeEpsOutcome(shown=shown.tensor(), success=success / n,
+                           agreement=agreement / n if judge is not None else None)
+
+
+def _report_attack(models: list[Model], outcomes: dict[str, LargeEpsOutcome], images: Images,
+                   attack: LargeEpsAttack, spec: VisualizeSpec, judge: Model | None,
+                   reporter: Reporter) -> None:
+    """What ``spec.show`` asks for from one attack's examples."""
+    if "large_eps" in spec.show:
+        _report_large_eps(models, outcomes, images, attack, spec.target, judge, reporter)
+    if "interpolation" in spec.show:
+        _report_interpolations(models, outcomes, images, attack, spec.interpolation_points,
+                               reporter)
+
+
+def _report_large_eps(models: list[Model], outcomes: dict[str, LargeEpsOutcome], images: Images,
+                      attack: LargeEpsAttack, target_rule: str, judge: Model | None,
+                      reporter: Reporter) -> None:
+    """E4: the measures and a picture per model, then all models side by side (Fig. 3)."""
+    about = {"norm": attack.norm, "eps": attack.eps}
+    originals = image_cells(images.x[: images.shown])
+    arrows = images.arrows()
+    for model in models:
+        outcome = outcomes[model.label]
+        tags = {**model.identity, **about}
+        reporter.metric(MetricRecord(name="large_eps_success", value=outcome.success, tags=tags))
+        if judge is not None and outcome.agreement is not None:
+            reporter.metric(MetricRecord(name="target_agreement", value=outcome.agreement,
+                                         tags={**tags, "judge": judge.label}))
+        picture = grid_png([originals, image_cells(outcome.shown)], column_titles=arrows,
+                           row_titles=["image", model.label],
+                           title=f"{model.label}: targeted PGD, {_attack_name(attack)}")
+        reporter.artifact(ArtifactRecord(
+            kind="large_eps", name=f"large_eps_{model.label}_{_suffix(attack)}.png", data=picture,
+            metadata={**tags, "target": target_rule}))
+    columns = [originals, *(image_cells(outcomes[m.label].shown) for m in models)]
+    picture = grid_png(_transpose(columns), row_titles=arrows,
+                       column_titles=["image", *(m.label for m in models)],
+                       title=f"Large-eps adversarial examples, {_attack_name(attack)}")
+    reporter.artifact(ArtifactRecord(kind="figure", name=f"figure_large_eps_{_suffix(attack)}.png",
+                                     data=picture, metadata={"figure": "large_eps", **about}))
+
+
+def _report_interpolations(models: list[Model], outcomes: dict[str, LargeEpsOutcome],
+                           images: Images, attack: LargeEpsAttack, points: int,
+                           reporter: Reporter) -> None:
+    """E5: per model, one strip per shown image; then per image one strip per model (Fig. 4)."""
+    about = {"norm": attack.norm, "eps": attack.eps}
+    x = images.x[: images.shown]
+    strips = {m.label: interpolate(x, outcomes[m.label].shown, points) for m in models}
+    alphas = [f"{i / (points - 1):.2f}" for i in range(points)]
+    arrows = images.arrows()
+    for model in models:
+        picture = grid_png([image_cells(strip) for strip in strips[model.label]],
+                           row_titles=arrows, column_titles=alphas,
+                           title=f"{model.label}: towards the large-eps example, "
+                                 f"{_attack_name(attack)}")
+        reporter.artifact(ArtifactRecord(
+            kind="interpolation", name=f"interpolation_{model.label}_{_suffix(attack)}.png",
+            data=picture, metadata={**model.identity, **about, "points": points}))
+    rows = [image_cells(strips[m.label][i]) for i in range(images.shown) for m in models]
+    titles = [f"{m.label} {arrows[i]}" for i in range(images.shown) for m in models]
+    picture = grid_png(rows, row_titles=titles, column_titles=alphas,
+                       title=f"Interpolation to the large-eps example, {_attack_name(attack)}")
+    reporter.artifact(ArtifactRecord(
+        kind="figure", name=f"figure_interpolation_{_suffix(attack)}.png", data=picture,
+        metadata={"figure": "interpolation", **about}))
+
+
+def _attack_name(attack: LargeEpsAttack) -> str:
+    return f"{attack.norm} eps={attack.eps:g}"
+
+
+def _suffix(attack: LargeEpsAttack) -> str:
+    return f"{attack.norm}_{attack.eps:g}"
+
+
+def _transpose(columns: list[list[Any]]) -> list[list[Any]]:
+    """Columns of cells (one per model) as rows (one per image)."""
+    return [list(row) for row in zip(*columns, strict=True)]
+
+
+class _FirstRows:
+    """Keeps the first ``n`` rows of a stream of batches, on the CPU."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.parts: list[torch.Tensor] = []
+        self.kept = 0
+
+    def add(self, batch: torch.Tensor) -> None:
+        take = max(0, self.n - self.kept)
+        if take:
+            self.parts.append(batch[:take].detach().cpu())
+            self.kept += len(self.parts[-1])
+
+    def tensor(self) -> torch.Tensor:
+        return torch.cat(self.parts)
+
+
+# --------------------------------------------------------------------------- gradients
+
+
+@dataclass(frozen=True)
+class GradientOutcome:
+    shown: torch.Tensor  # (shown, C, H, W) on the CPU
+    alignment: float
+    """Mean over images of the Pearson correlation of |gradient| with the Sobel edges."""
+
+
+def _gradients(model: Model, images: Images, spec: VisualizeSpec, ctx: RunContext,
+               progress: _Progress) -> GradientOutcome:
+    """E6: the loss gradient of every image, its edge alignment, the shown ones kept."""
+    shown = _FirstRows(images.shown)
+    total = 0.0
+    for x, y, _ in images.batches(spec.batch_size, ctx.device, ctx.reporter.should_stop):
+        grad = input_gradients(model.net, x, y)  # (B, C, H, W)
+        total += float(gradient_edge_alignment(grad, x).sum())
+        shown.add(grad)
+    progress.advance(1, f"gradients: {model.label}")
+    return GradientOutcome(shown=shown.tensor(), alignment=total / len(images.y))
+
+
+def _report_gradients(models: list[Model], outcomes: dict[str, GradientOutcome], images: Images,
+                      reporter: Reporter) -> None:
+    originals = image_cells(images.x[: images.shown])
+    names = [class_name(images.class_names, int(label)) for label in images.y[: images.shown]]
+    for model in models:
+        outcome = outcomes[model.label]
+        reporter.metric(MetricRecord(name="gradient_edge_alignment", value=outcome.alignment,
+                                     tags=model.identity))
+        picture = grid_png([originals, gradient_cells(outcome.shown)], column_titles=names,
+                           row_titles=["image", model.label],
+                           title=f"{model.label}: loss gradient "
+                                 f"(edge alignment {outcome.alignment:.2f})")
+        reporter.artifact(ArtifactRecord(kind="gradients", name=f"gradients_{model.label}.png",
+                                         data=picture, metadata=model.identity))
+    columns = [originals, *(gradient_cells(outcomes[m.label].shown) for m in models)]
+    picture = grid_png(_transpose(columns), row_titles=names,
+                       column_titles=["image", *(m.label for m in models)],
+                       title="Gradient of the loss with respect to the pixels")
+    reporter.artifact(ArtifactRecord(kind="figure", name="figure_gradients.png", data=picture,
+                                     metadata={"figure": "gradients"}))
+
+
+# --------------------------------------------------------------------------- progress
+
+
+def _total_units(spec: VisualizeSpec, attacks: list[LargeEpsAttack]) -> float:
+    """Progress units: one per training epoch, per model and attack, per model's gradients."""
+    sources = [*spec.models, *([spec.independent] if spec.independent else [])]
+    epochs = sum(s.train.training.epochs for s in sources if s.train is not None)
+    attacking = bool({"large_eps", "interpolation"} & set(spec.show))
+    per_model = (len(attacks) if attacking else 0) + ("gradients" in spec.show)
+    return epochs + per_model * len(spec.models)
+
+
+class _Progress:
+    """Counts finished units of work and tells the reporter."""
+
+    def __init__(self, reporter: Reporter, total: float) -> None:
+        self.reporter = reporter
+        self.total = total
+        self.done = 0.0
+
+    def advance(self, units: float, stage: str) -> None:
+        self.done += units
+        self.reporter.progress(self.done, self.total, stage)
+
+    def training(self, label: str, epochs: int) -> Callable[[int, int, int], None]:
+        """A ``TrainHooks.on_batch`` that reports a training's epochs as progress units."""
+        def on_batch(epoch: int, batches_done: int, batches: int) -> None:
+            self.reporter.progress(self.done + epoch + batches_done / batches, self.total,
+                                   f"training {label}: epoch {epoch + 1}/{epochs}")
+        return on_batch
+
+    def trained(self, label: str, epochs: int) -> None:
+        self.advance(epochs, f"trained {label}")

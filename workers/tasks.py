@@ -1,0 +1,97 @@
+"""Celery tasks: thin wrappers that hand a recorded run to ``service.runner.execute_run``.
+
+A task's message carries only the run id; everything else is in the database. Delivering a task
+twice is harmless: a run that already ended is left alone, and one that was interrupted (its
+worker was killed) resumes from its checkpoints. The runner is imported inside the task, never
+at module import: the worker's parent preloads it on purpose (``service.queue.preload_science``)
+and nothing here may initialise CUDA before the fork.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from celery import Task
+
+from service.queue import EXECUTE_TASK, SCAN_TASK, WORKER_DEVICE_ENV, app
+from service.store.repository import DatabaseUnavailable, RunNotFound, Store, StoreError
+
+log = logging.getLogger(__name__)
+
+ENDED = ("succeeded", "failed", "cancelled")
+RETRY_BASE_S = 5.0
+RETRY_MAX_S = 600.0
+MAX_RETRIES = 10
+"""About an hour of waiting for the database before a task gives up."""
+
+_stores: dict[int, Store] = {}
+
+
+def worker_store() -> Store:
+    """This process's store, opened on first use after the fork (engines must not be shared)."""
+    pid = os.getpid()
+    if pid not in _stores:
+        _stores.clear()
+        _stores[pid] = Store.from_settings()
+    return _stores[pid]
+
+
+def retry_delay(retries: int) -> float:
+    """Exponential backoff for a task waiting for the database: 5 s, 10 s, ... at most 10 min."""
+    return min(RETRY_BASE_S * 2 ** retries, RETRY_MAX_S)
+
+
+@app.task(name=EXECUTE_TASK, bind=True, max_retries=MAX_RETRIES)
+def execute_run(self: Task, run_id: str, fail_reason: str | None = None) -> str:
+    """Execute the run to an end state and return that status.
+
+    ``fail_reason`` is set only on the retry that records a failure the store could not write
+    when it happened (the database was unreachable for longer than the store waits).
+    """
+    try:
+        store = worker_store()
+        run = store.get_run(run_id)
+    except RunNotFound:
+        log.warning("run %s is not in the database (deleted after a failed submit?): skipped",
+                    run_id)
+        return "missing"
+    except DatabaseUnavailable as exc:
+        raise self.retry(exc=exc, countdown=retry_delay(self.request.retries)) from exc
+    if run.status in ENDED:
+        log.info("run %s already %s: nothing to do", run.id, run.status)
+        return run.status
+    if fail_reason is not None:
+        return _record_failure(self, store, run.id, fail_reason)
+    from service.runner import execute_run as run_to_end  # preloaded by the worker's parent
+
+    try:
+        ended = run_to_end(run.id, store, device=os.environ.get(WORKER_DEVICE_ENV),
+                           task_id=self.request.id)
+    except StoreError as exc:  # the store gave up waiting; record the failure once it is back
+        reason = f"{type(exc).__name__}: {exc}"
+        log.error("run %s: %s", run.id, reason)
+        raise self.retry(exc=exc, kwargs={"run_id": run.id, "fail_reason": reason},
+                         countdown=retry_delay(self.request.retries)) from exc
+    log.info("run %s %s", ended.id, ended.status)
+    return ended.status
+
+
+def _record_failure(task: Task, store: Store, run_id: str, reason: str) -> str:
+    try:
+        store.finish_run(run_id, "failed", error=reason)
+    except DatabaseUnavailable as exc:
+        raise task.retry(exc=exc, kwargs={"run_id": run_id, "fail_reason": reason},
+                         countdown=retry_delay(task.request.retries)) from exc
+    return "failed"
+
+
+@app.task(name=SCAN_TASK)
+def scan_schedules() -> int:
+    """Enqueue the evaluations that standing schedules owe to new checkpoints; return how many."""
+    from service import scheduler
+
+    report = scheduler.scan(worker_store())
+    for error in report.errors:
+        log.warning("scan: %s", error)
+    return len(report.submitted)
