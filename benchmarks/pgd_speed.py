@@ -15,8 +15,10 @@ had offline) briefly trained to memorise random images with random labels, and a
 images. Accuracy is measured with a random start (each attack draws its own) and without one:
 then both loops walk the same path, so ours can only be lower or equal.
 
-Times are the minimum over ``--repeats`` interleaved rounds after one warm-up: the least
-disturbed by other processes on a shared machine. One table row per model and device.
+Times are the minimum over ``--repeats`` interleaved rounds after one warm-up. On the CPU they
+are this process's CPU time (with ``--threads 1``, the default, that is the work done, whatever
+else runs on a shared machine); on CUDA wall time after synchronising. One row per model and
+device.
 """
 
 from __future__ import annotations
@@ -117,14 +119,20 @@ def best_times(fns: dict[str, Callable[[], object]], repeats: int, device: torch
     for fn in fns.values():
         fn()
     times: dict[str, list[float]] = {name: [] for name in fns}
+    clock = _clock(device)
     for _ in range(repeats):
         for name, fn in fns.items():
             _sync(device)
-            start = time.perf_counter()
+            start = clock()
             fn()
             _sync(device)
-            times[name].append(time.perf_counter() - start)
+            times[name].append(clock() - start)
     return {name: min(values) for name, values in times.items()}
+
+
+def _clock(device: torch.device) -> Callable[[], float]:
+    """CPU time of this process on the CPU (robust to other processes), wall time on CUDA."""
+    return time.process_time if device.type == "cpu" else time.perf_counter
 
 
 def _sync(device: torch.device) -> None:

@@ -100,7 +100,7 @@ def gallery_groups(artifacts: pd.DataFrame) -> list[Group]:
     by_kind: dict[tuple[int, str, str], list[dict[str, Any]]] = defaultdict(list)
     for row in artifacts.to_dict("records"):
         by_kind[(order.get(row["kind"], len(order)), row["kind"], row["experiment"])].append(row)
-    groups = []
+    groups: list[Group] = []
     for (_, kind, experiment), rows in sorted(by_kind.items()):
         keys = subject_keys(rows)
         by_subject: dict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)

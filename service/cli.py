@@ -24,7 +24,8 @@ from service.settings import get_settings
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-out = Console(highlight=False, soft_wrap=True)
+# A pipe or a log file gets wide tables rather than rich's default of 80 columns.
+out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 200)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 EXIT_RUN_FAILED = 1

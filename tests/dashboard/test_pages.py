@@ -8,7 +8,9 @@ import os
 import re
 import signal
 import uuid
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pyarrow as pa
@@ -51,8 +53,8 @@ def chart_frames(at: AppTest) -> list[list[pd.DataFrame]]:
     ]
 
 
-def texts(elements: object) -> list[str]:
-    return [str(e.value) for e in elements]  # type: ignore[attr-defined]
+def texts(elements: Iterable[Any]) -> list[str]:
+    return [str(e.value) for e in elements]
 
 
 def test_app_navigates_to_every_page(dashboard_env: Seeded) -> None:
@@ -327,6 +329,7 @@ def test_pages_explain_how_to_start_on_an_empty_database(
 
 
 def _paginated_table() -> None:
+    """An app of its own (AppTest runs the function's source, so it imports what it uses)."""
     import pandas as pd
     import streamlit as st
 

@@ -35,7 +35,7 @@ from workers.science.linear_features import (
     weight_image,
 )
 from workers.science.losses import correct
-from workers.science.models import build_model
+from workers.science.models import LinearClassifier, build_model
 from workers.science.records import Cancelled, EvaluationRecord, MemoryReporter, RunContext
 
 EPS = 0.2
@@ -213,7 +213,7 @@ def _weights_half_and_half(upper: float, lower: float) -> LinearWeights:
 def test_weight_image_uses_a_diverging_map_centred_at_zero() -> None:
     """w and -w get mirror colours of equal strength, and the map's ends are +-max|w|."""
     balanced = _colour_map_values(weight_image(_weights_half_and_half(1.0, -1.0), "w"))
-    red, blue = np.sum(balanced > 0.8), np.sum(balanced < -0.8)
+    red, blue = int(np.sum(balanced > 0.8)), int(np.sum(balanced < -0.8))
     assert min(red, blue) > 5000 and abs(red - blue) < 0.1 * red, (red, blue)
 
     lopsided = _colour_map_values(weight_image(_weights_half_and_half(3.0, -1.0), "w"))
@@ -254,6 +254,7 @@ def test_pgd_on_the_learned_model_reaches_the_exact_worst_case(
     train, test = splits
     weights = train_linear(train, epochs=100, lr=0.1)
     model = build_model("linear", 2)
+    assert isinstance(model, LinearClassifier)
     with torch.no_grad():
         model.weight.copy_(weights.w.view(1, -1))
         model.bias.copy_(weights.b.view(1))

@@ -70,8 +70,14 @@ def test_paper_specs_say_what_they_reproduce(path: Path) -> None:
 # --------------------------------------------------------------------------- E2: Figure 1
 
 
+def _train_spec(cell: Cell) -> TrainSpec:
+    assert isinstance(cell.spec, TrainSpec)
+    return cell.spec
+
+
 def _adversaries(spec: TrainSpec) -> list[tuple[str, float]]:
-    return [(cell.spec.adversary.norm, cell.spec.adversary.eps) for cell in expand(spec)]
+    return [(_train_spec(cell).adversary.norm, _train_spec(cell).adversary.eps)
+            for cell in expand(spec)]
 
 
 @pytest.mark.parametrize("dataset", list(E2))
@@ -95,7 +101,7 @@ def test_e2_mnist_uses_the_mnist_challenge_attacks() -> None:
     spec = load_spec_file(E2["mnist"]).spec
     assert isinstance(spec, TrainSpec)
     for cell in expand(spec):
-        adversary = cell.spec.adversary
+        adversary = _train_spec(cell).adversary
         if adversary.eps > 0:
             assert adversary.steps == 40
             if adversary.norm == "linf":
@@ -134,8 +140,7 @@ def _bits(row: EvaluationRecord) -> np.ndarray:
 
 def _check_figure1_point(cell: Cell, reporter: MemoryReporter, dataset: str, n_test: int) -> None:
     """One point of Figure 1: clean and PGD rows at both Table 2 radii, a loadable checkpoint."""
-    spec = cell.spec
-    assert isinstance(spec, TrainSpec)
+    spec = _train_spec(cell)
     rows = list(reporter.evaluations.values())
     assert {(r.model, r.dataset, r.train_norm, r.train_eps, r.n) for r in rows} == {
         (ARCH[dataset], dataset, spec.adversary.norm, spec.adversary.eps, n_test)}
@@ -168,7 +173,7 @@ def test_e2_cifar10_runs_end_to_end_on_cifar_pickles(tmp_path: Path) -> None:
         "dataset.train_subset=4", "dataset.test_subset=2", "training.batch_size=4",
         "evaluation.batch_size=2",
     ])
-    assert [c.spec.adversary.eps for c in cells] == [0, pytest.approx(4 / 255)]
+    assert [_train_spec(c).adversary.eps for c in cells] == [0, pytest.approx(4 / 255)]
     for cell, reporter in zip(cells, _run_cells(cells, data_dir, tmp_path), strict=True):
         _check_figure1_point(cell, reporter, "cifar10", n_test=2)
 
@@ -183,7 +188,8 @@ def test_e2_restricted_imagenet_runs_end_to_end_on_a_jpeg_tree(tmp_path: Path) -
         "dataset.train_subset=1", "dataset.test_subset=1", "training.batch_size=1",
         "evaluation.batch_size=1",
     ])
-    assert [(c.spec.adversary.norm, c.spec.adversary.eps) for c in cells] == [("l2", 1.0)]
+    adversaries = [_train_spec(cell).adversary for cell in cells]
+    assert [(a.norm, a.eps) for a in adversaries] == [("l2", 1.0)]
     (reporter,) = _run_cells(cells, data_dir, tmp_path)
     _check_figure1_point(cells[0], reporter, "restricted_imagenet", n_test=1)
 

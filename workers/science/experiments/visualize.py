@@ -253,24 +253,26 @@ class LargeEpsOutcome:
     success: float
     """Fraction the attacked model itself classifies as the target."""
     agreement: float | None
-    """Fraction the independent model classifies as the target (None without one)."""
+    """Among the examples the attacked model classifies as the target, the fraction the
+    independent model classifies as the target too; None without a judge or a success."""
 
 
 def _attack(model: Model, judge: Model | None, images: Images, attack: LargeEpsAttack,
             spec: VisualizeSpec, ctx: RunContext, progress: _Progress) -> LargeEpsOutcome:
     """Targeted large-eps PGD against ``model`` on every image, judged by ``judge``."""
     shown = _FirstRows(images.shown)
-    success = agreement = 0
+    successes = agreements = 0
     for x, _, target in images.batches(spec.batch_size, ctx.device, ctx.reporter.should_stop):
         x_adv = large_eps_examples(model.net, x, target, attack)  # (B, C, H, W)
-        success += int(predicted_as(model.net, x_adv, target).sum())
+        success = predicted_as(model.net, x_adv, target)  # (B,)
+        successes += int(success.sum())
         if judge is not None:
-            agreement += int(predicted_as(judge.net, x_adv, target).sum())
+            agreements += int((success & predicted_as(judge.net, x_adv, target)).sum())
         shown.add(x_adv)
     progress.advance(1, f"large eps {attack.norm} {attack.eps:g}: {model.label}")
-    n = len(images.y)
-    return LargeEpsOutcome(shown=shown.tensor(), success=success / n,
-                           agreement=agreement / n if judge is not None else None)
+    judged = judge is not None and successes > 0
+    return LargeEpsOutcome(shown=shown.tensor(), success=successes / len(images.y),
+                           agreement=agreements / successes if judged else None)
 
 
 def _report_attack(models: list[Model], outcomes: dict[str, LargeEpsOutcome], images: Images,
