@@ -298,9 +298,7 @@ def check_select(sql: str) -> str:
         group = match.lastgroup
         if group == "semicolon":
             trailing = True
-        elif group in ("word", "quoted", "string", "estring", "dollar", "other") and (
-            group != "other" or not match.group().isspace()
-        ):
+        elif group != "comment" and not match.group().isspace():
             if trailing:
                 statements += 1
                 trailing = False

@@ -11,6 +11,7 @@ standard one. Those models are trained once per module and then visualised throu
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,8 +20,21 @@ from PIL import Image
 from torch import nn
 
 from service.specs.models import (
+    AdversaryConfig,
+    DatasetConfig,
     LargeEpsAttack,
+    ModelConfig,
+    OptimizerConfig,
+    TrainingConfig,
+    TrainSpec,
+    VisualizeSpec,
 )
+from workers.science.datasets import load_dataset
+from workers.science.experiments import get_experiment
+from workers.science.experiments.train import checkpoint_meta
+from workers.science.models import build_model
+from workers.science.records import Cancelled, MemoryReporter, RunContext
+from workers.science.train import seed_everything, train
 from workers.science.visualize import (
     LARGE_EPS,
     default_large_eps_attacks,
@@ -204,3 +218,207 @@ def test_grey_gradients_use_a_diverging_map_blue_for_positive() -> None:
     np.testing.assert_allclose(cell[1, 1], cell[1, 1].mean(), atol=0.05)  # zero: near white/grey
     colour = gradient_cells(torch.randn(2, 3, 5, 5))
     assert all(c.shape == (5, 5, 3) and c.min() >= 0 and c.max() <= 1 for c in colour)
+
+
+# --------------------------------------------------------------------------- the kind, on MNIST
+
+TRAIN_DIGITS = 2000
+MEASURE_DIGITS = 200
+ROBUST = AdversaryConfig(norm="l2", eps=2.0, steps=2)
+"""The robust model's training adversary; see ``trained_mnist_models`` for why l_2."""
+ADAM = OptimizerConfig(name="adam", lr=1e-3, weight_decay=0)
+
+
+def train_checkpoint(label: str, adversary: AdversaryConfig, seed: int, data_dir: Path,
+                     root: Path) -> Path:
+    """One epoch of ``mnist_cnn`` on the first ``TRAIN_DIGITS`` digits; its final checkpoint."""
+    spec = TrainSpec(name=label, kind="train",
+                     dataset=DatasetConfig(name="mnist", train_subset=TRAIN_DIGITS),
+                     model=ModelConfig(arch="mnist_cnn"),
+                     training=TrainingConfig(epochs=1, batch_size=64, optimizer=ADAM),
+                     adversary=adversary, seed=seed)
+    seed_everything(seed)
+    model = build_model("mnist_cnn", 10)
+    outcome = train(model, load_dataset(spec.dataset, data_dir, train=True), spec.training,
+                    adversary, device=CPU, checkpoint_dir=root / label, seed=seed,
+                    meta=checkpoint_meta(spec))
+    return outcome.final_checkpoint
+
+
+@pytest.fixture(scope="module")
+def trained_mnist_models(mnist_data_dir: Path, tmp_path_factory: pytest.TempPathFactory
+                         ) -> dict[str, Path]:
+    """Checkpoints of a standard and a robust model (seed 0) and an independent judge (seed 1).
+
+    The robust model is PGD-trained in l_2 (eps 2, two steps): with one epoch on 2000 digits,
+    l_inf training at eps 0.3 still sits near chance accuracy (measured: 11-44%), whereas l_2
+    training reaches about 80% and already shows the robust model's traits.
+    """
+    root = tmp_path_factory.mktemp("mnist-models")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(min(2, threads))
+    try:
+        return {
+            "standard": train_checkpoint("standard", AdversaryConfig(eps=0), 0, mnist_data_dir, root),
+            "l2": train_checkpoint("l2", ROBUST, 0, mnist_data_dir, root),
+            "judge": train_checkpoint("judge", AdversaryConfig(eps=0), 1, mnist_data_dir, root),
+        }
+    finally:
+        torch.set_num_threads(threads)
+
+
+def metric(reporter: MemoryReporter, name: str, label: str) -> float:
+    (value,) = [m.value for m in reporter.metrics.values()
+                if m.name == name and m.tags["model"] == label]
+    return value
+
+
+@pytest.mark.slow
+def test_robust_model_scores_higher_on_both_measures(trained_mnist_models: dict[str, Path],
+                                                     mnist_data_dir: Path, tmp_path: Path) -> None:
+    paths = trained_mnist_models
+    spec = VisualizeSpec.model_validate({
+        "name": "claims", "kind": "visualize", "dataset": {"name": "mnist"},
+        "models": [{"label": "standard", "checkpoint": str(paths["standard"])},
+                   {"label": "l2", "checkpoint": str(paths["l2"])}],
+        "independent": {"label": "judge", "checkpoint": str(paths["judge"])},
+        "show": ["large_eps", "gradients"], "n_images": 4, "measure_images": MEASURE_DIGITS,
+        "attacks": [{"norm": "l2", "eps": 4, "steps": 10}],
+    })
+    reporter = MemoryReporter()
+    ctx = RunContext(run_id="claims", run_dir=tmp_path, device=CPU, reporter=reporter,
+                     data_dir=mnist_data_dir)
+    get_experiment("visualize")(spec, ctx)
+
+    accuracy = {row["variant"]: row["accuracy"] for row in reporter.rows()}
+    assert accuracy["standard"] > 0.8 and accuracy["l2"] > 0.7  # pictures of working models
+    agreement = {label: metric(reporter, "target_agreement", label) for label in ("standard", "l2")}
+    alignment = {label: metric(reporter, "gradient_edge_alignment", label)
+                 for label in ("standard", "l2")}
+    assert agreement["l2"] > agreement["standard"] + 0.1, agreement
+    assert alignment["l2"] > alignment["standard"] + 0.02, alignment
+    for label in ("standard", "l2"):
+        assert 0 < metric(reporter, "large_eps_success", label) <= 1
+
+    names = set(reporter.artifacts)
+    assert names == {"large_eps_standard_l2_4.png", "large_eps_l2_l2_4.png",
+                     "figure_large_eps_l2_4.png", "gradients_standard.png", "gradients_l2.png",
+                     "figure_gradients.png"}
+    for artifact in reporter.artifacts.values():
+        decode_png(artifact.data)
+    robust = reporter.artifacts["large_eps_l2_l2_4.png"].metadata
+    assert robust == {"model": "l2", "arch": "mnist_cnn", "train_norm": "l2", "train_eps": 2.0,
+                      "norm": "l2", "eps": 4.0, "target": "next"}
+    assert reporter.facts["models"]["judge"]["checkpoint"] == str(paths["judge"])
+
+
+TINY_TRAINING = {"epochs": 1, "batch_size": 32,
+                 "optimizer": {"name": "adam", "lr": 1e-3, "weight_decay": 0}}
+
+
+def tiny_spec(**changes: object) -> VisualizeSpec:
+    """Three models trained in the run on 64 digits, everything shown, 8 digits measured."""
+    fields = {
+        "name": "tiny", "kind": "visualize", "dataset": {"name": "mnist", "train_subset": 64},
+        "models": [
+            {"label": "standard", "train": {"model": {"arch": "mnist_cnn"}, "training": TINY_TRAINING}},
+            {"label": "linf", "train": {"model": {"arch": "mnist_cnn"}, "training": TINY_TRAINING,
+                                        "adversary": {"norm": "linf", "eps": 0.3, "steps": 1}}},
+        ],
+        "independent": {"label": "judge", "train": {"model": {"arch": "mnist_cnn"},
+                                                    "training": TINY_TRAINING, "seed": 1}},
+        "n_images": 3, "measure_images": 8, "interpolation_points": 4,
+        "attacks": [{"norm": "linf", "eps": 0.3, "steps": 2}],
+    }
+    return VisualizeSpec.model_validate({**fields, **changes})
+
+
+def run_kind(spec: VisualizeSpec, run_dir: Path, data_dir: Path,
+             reporter: MemoryReporter | None = None) -> MemoryReporter:
+    reporter = reporter or MemoryReporter()
+    ctx = RunContext(run_id=spec.name, run_dir=run_dir, device=CPU, reporter=reporter,
+                     data_dir=data_dir)
+    get_experiment("visualize")(spec, ctx)
+    return reporter
+
+
+VISUAL_METRICS = {"large_eps_success", "target_agreement", "gradient_edge_alignment"}
+
+
+def test_the_kind_trains_its_models_in_the_run_and_resumes_without_retraining(
+    mnist_data_dir: Path, tmp_path: Path
+) -> None:
+    spec = tiny_spec()
+    first = run_kind(spec, tmp_path, mnist_data_dir)
+
+    files = {label: tmp_path / "models" / label / "epoch-0001.pt"
+             for label in ("standard", "linf", "judge")}
+    assert {record.metadata["model"]: record.path for record in first.checkpoints} == files
+    assert {m.tags["model"] for m in first.metrics.values() if m.name == "train_loss"} == set(files)
+    kinds = sorted(a.kind for a in first.artifacts.values())
+    assert kinds == ["figure"] * 3 + ["gradients"] * 2 + ["interpolation"] * 2 + ["large_eps"] * 2
+    for artifact in first.artifacts.values():
+        decode_png(artifact.data)
+    measured = {(m.name, m.tags["model"]) for m in first.metrics.values() if m.name in VISUAL_METRICS}
+    assert {("large_eps_success", "standard"), ("large_eps_success", "linf"),
+            ("gradient_edge_alignment", "standard"), ("gradient_edge_alignment", "linf")} <= measured
+    assert {row["variant"]: row["n"] for row in first.rows()} == {"standard": 8, "linf": 8}
+    assert first.last_progress is not None and first.last_progress[0] == first.last_progress[1]
+
+    written = {label: path.stat().st_mtime_ns for label, path in files.items()}
+    second = run_kind(spec, tmp_path, mnist_data_dir)
+    assert {label: path.stat().st_mtime_ns for label, path in files.items()} == written
+    visual = {key: m.value for key, m in first.metrics.items() if m.name in VISUAL_METRICS}
+    assert {key: m.value for key, m in second.metrics.items() if m.name in VISUAL_METRICS} == visual
+    assert {name: a.data for name, a in second.artifacts.items()} == \
+        {name: a.data for name, a in first.artifacts.items()}
+
+
+def test_the_kind_shows_checkpoint_models_and_checks_their_dataset(
+    mnist_data_dir: Path, tmp_path: Path
+) -> None:
+    trained = run_kind(tiny_spec(show=["gradients"], independent=None), tmp_path / "a",
+                       mnist_data_dir)
+    paths = {record.metadata["model"]: str(record.path) for record in trained.checkpoints}
+    models = [{"label": label, "checkpoint": path} for label, path in paths.items()]
+    spec = tiny_spec(models=models, independent=None, show=["interpolation"])
+    shown = run_kind(spec, tmp_path / "b", mnist_data_dir)
+    assert sorted(shown.artifacts) == ["figure_interpolation_linf_0.3.png",
+                                       "interpolation_linf_linf_0.3.png",
+                                       "interpolation_standard_linf_0.3.png"]
+    assert shown.artifacts["interpolation_linf_linf_0.3.png"].metadata["train_eps"] == 0.3
+    assert not shown.checkpoints  # nothing trained
+    assert {m.name for m in shown.metrics.values()} == set()  # interpolations have no measure
+
+    elsewhere = tiny_spec(models=models, independent=None, dataset={"name": "fashion_mnist"})
+    with pytest.raises(ValueError, match="trained on mnist"):
+        run_kind(elsewhere, tmp_path / "c", mnist_data_dir)
+
+
+def test_a_stop_request_cancels_the_run(mnist_data_dir: Path, tmp_path: Path) -> None:
+    reporter = MemoryReporter()
+    reporter.stop = True
+    with pytest.raises(Cancelled):
+        run_kind(tiny_spec(), tmp_path, mnist_data_dir, reporter)
+
+
+# --------------------------------------------------------------------------- the spec
+
+
+def test_the_spec_refuses_ambiguous_models() -> None:
+    with pytest.raises(ValidationError, match="exactly one of 'run', 'checkpoint' or 'train'"):
+        tiny_spec(models=[{"label": "a", "run": "r1", "checkpoint": "x.pt"}])
+    with pytest.raises(ValidationError, match="exactly one of"):
+        tiny_spec(models=[{"label": "a"}])
+    with pytest.raises(ValidationError, match="repeated: standard"):
+        tiny_spec(independent={"label": "standard", "run": "r1"})
+    with pytest.raises(ValidationError, match="at least n_images"):
+        tiny_spec(n_images=9)
+
+
+def test_an_independent_model_trained_like_a_shown_one_is_refused() -> None:
+    twin = {"label": "judge", "train": {"model": {"arch": "mnist_cnn"}, "training": TINY_TRAINING,
+                                        "seed": 0}}
+    with pytest.raises(ValidationError, match="independent trains exactly like model 'standard'"):
+        tiny_spec(independent=twin)
+    tiny_spec(independent={**twin, "train": {**twin["train"], "seed": 2}})  # another seed: fine
