@@ -12,15 +12,20 @@ The paper makes three qualitative claims and shows pictures for them:
 
 Pictures cannot be checked by a test, so each claim that can be measured gets a number:
 
-- ``target_agreement``: the fraction of large-eps examples made against a source model that
-  an *independently trained* model classifies as the target class. An example that really
-  looks like the target should convince a model that never saw the attack. The paper predicts a
-  higher value for robust source models than for standard ones. The judge is a standard model
-  (another seed): it is the ordinary, accurate classifier of the data; a robust judge would
-  share the source's bias towards robust features and reward it for that.
+- ``target_agreement``: of the large-eps examples that reach the target on the attacked
+  model, the fraction that an *independently trained* model also classifies as the target.
+  An example that really looks like the target should convince a model that never saw the
+  attack. The paper predicts a higher value for robust source models. Conditioning on the
+  attack's success keeps a robust model's resistance (fewer examples reach the target at all,
+  reported as ``large_eps_success``) from counting against it. The judge is whatever model the
+  spec names; the paper specs use a standard model trained with another seed, an ordinary
+  accurate classifier. Non-robust perturbations transfer between standard models, so a
+  standard source gets some agreement too; the claim is that a robust source gets more.
+  (A robust judge would share the source's bias towards robust features.)
 - ``gradient_edge_alignment``: the Pearson correlation, per image, between the gradient's
   magnitude per pixel and the Sobel edge magnitude of the image, averaged over images. The
-  paper predicts a higher value for robust models.
+  paper predicts a higher value for robust models ("they align almost perfectly with
+  perceptually relevant features (such as the boundaries)").
 
 The interpolation claim ("perceptually smooth") has no measure here beyond the pictures.
 

@@ -5,28 +5,33 @@ final checkpoint of an earlier run (``run``), a checkpoint file (``checkpoint``)
 block (``train``) trained here, under ``ctx.run_dir / "models" / <label>``, with the ordinary
 training loop. A re-executed run resumes those trainings from their checkpoints, then redoes
 the (deterministic) pictures and measures; every record has a stable key or name, so nothing
-is reported twice.
+is reported twice. In-run models' checkpoints are reported (``final`` False, metadata
+``model``: the label), so another spec can name the files.
 
-Then, on the first ``measure_images`` images of the split (see ``workers.science.visualize``):
+Then, on the first ``measure_images`` images of the split (the first ``n_images`` are drawn;
+the science and the measures are in ``workers.science.visualize``):
 
-- ``large_eps``: per model and attack, targeted PGD towards another class; artifacts
-  ``large_eps_<label>_<norm>_<eps>.png`` (kind "large_eps") and
-  ``figure_large_eps_<norm>_<eps>.png`` (kind "figure", the models side by side as in Fig. 3); metrics ``large_eps_success`` (the
-  source model predicts the target) and, with an ``independent`` model, ``target_agreement``
-  (the independent model predicts the target). The paper predicts a higher agreement for
-  robust source models.
-- ``interpolation``: the segment from each shown image to its large-eps example,
-  ``interpolation_points`` images; artifacts of kind "interpolation" and a "figure" (Fig. 4).
-- ``gradients``: the loss gradient per pixel; artifacts of kind "gradients" and a "figure"
-  (Fig. 5); metric ``gradient_edge_alignment`` (mean Pearson correlation of |gradient| with the
-  image's Sobel edges), which the paper predicts higher for robust models.
+- ``large_eps`` (E4, Figs. 3, 6, 7): per model and attack, targeted PGD towards another
+  class. Artifacts ``large_eps_<label>_<norm>_<eps>.png`` (kind "large_eps") and
+  ``figure_large_eps_<norm>_<eps>.png`` (kind "figure", the models side by side). Metrics
+  ``large_eps_success`` (the attacked model predicts the target) and, with an ``independent``
+  model, ``target_agreement`` (of those, the fraction the independent model also sees as the
+  target; the paper predicts it higher for robust models).
+- ``interpolation`` (E5, Fig. 4): the segment from each shown image to its large-eps
+  example, ``interpolation_points`` images. Artifacts of kind "interpolation", and a "figure"
+  with one strip per model and image. Only the shown images are attacked when nothing else
+  needs the attack.
+- ``gradients`` (E6, Figs. 5, 8): the loss gradient per pixel. Artifacts of kind "gradients"
+  and a "figure"; metric ``gradient_edge_alignment`` (mean Pearson correlation of |gradient|
+  with the image's Sobel edges; the paper predicts it higher for robust models).
 
-Every model also gets its clean accuracy on those images (an evaluation record whose
-``variant`` is the model's label), so a picture is never of a broken model.
+Every model also gets its clean accuracy on the measured images (an evaluation record whose
+``variant`` is the model's label), so a picture is never of a broken model unknowingly.
 
 Artifact metadata and metric tags name the model as the dashboard's galleries expect:
-``model`` (the label), ``arch``, ``train_norm``, ``train_eps``; plus ``norm`` and ``eps`` of
-the attack where there is one. Pictures that differ only in the model then sit in one row.
+``model`` (the label), ``arch``, ``train_norm``, ``train_eps``, plus ``norm`` and ``eps`` of
+the attack where there is one. Pictures that differ only in the model then sit in one row,
+and each metric goes under the pictures of its own model.
 """
 
 from __future__ import annotations
