@@ -36,7 +36,7 @@ from torch import nn
 from service.specs.models import DatasetConfig
 from workers.science.attacks import pgd
 from workers.science.attacks.common import attack_mode
-from workers.science.datasets import load_dataset
+from workers.science.datasets import ImageTensorDataset, load_dataset
 from workers.science.losses import classification_loss, correct
 from workers.science.models import build_model
 
@@ -84,6 +84,8 @@ def mnist_setup(args: argparse.Namespace, device: torch.device) -> Setup:
     """``mnist_cnn`` trained briefly on real MNIST; the first test digits to attack."""
     train = load_dataset(DatasetConfig(name="mnist"), args.data_dir, train=True)
     test = load_dataset(DatasetConfig(name="mnist"), args.data_dir, train=False)
+    if not isinstance(train, ImageTensorDataset) or not isinstance(test, ImageTensorDataset):
+        raise TypeError("expected MNIST as in-memory tensors")
     torch.manual_seed(0)
     x_train, y_train = (t.to(device) for t in train.tensors())
     model = _train(build_model("mnist_cnn", 10).to(device), x_train, y_train, args.train_steps)

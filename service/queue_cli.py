@@ -223,7 +223,7 @@ def schedule_list(fmt: str) -> None:
 
     store = _store()
     try:
-        items = Schedules(store).list()
+        items = Schedules(store).all()
     finally:
         store.close()
     if fmt == "json":

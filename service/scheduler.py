@@ -124,7 +124,7 @@ def scan(store: Store, *, settings: Settings | None = None,
     """
     schedules = Schedules(store, settings=settings)
     report = ScanReport()
-    for schedule in schedules.list():
+    for schedule in schedules.all():
         try:
             found = candidates(schedules, schedule, settle_s=settle_s)
         except OSError as exc:

@@ -23,6 +23,8 @@ from service.store.models import Checkpoint, Run, Schedule, ScheduleCoverage
 from service.store.repository import Store
 from service.store.session import ManagedSessions, RetryPolicy, StoreError
 
+__all__ = ["NewSchedule", "ScheduleInfo", "ScheduleNotFound", "Schedules", "TARGET_KINDS"]
+
 TARGET_KINDS = ("watch", "experiment")
 
 
@@ -107,7 +109,7 @@ class Schedules:
 
         return self._sessions.run(work)
 
-    def list(self) -> list[ScheduleInfo]:
+    def all(self) -> list[ScheduleInfo]:
         """Every schedule, oldest first."""
 
         def work(session: Session) -> list[ScheduleInfo]:
@@ -190,6 +192,3 @@ def _schedule_info(session: Session, row: Schedule) -> ScheduleInfo:
     values["created_at"] = (created.replace(tzinfo=UTC) if created.tzinfo is None
                             else created.astimezone(UTC))  # SQLite gives naive UTC datetimes
     return ScheduleInfo(**values, covered=covered)
-
-
-__all__ = ["NewSchedule", "ScheduleInfo", "ScheduleNotFound", "Schedules", "TARGET_KINDS"]

@@ -102,9 +102,9 @@ def test_a_schedule_is_registered_once_listed_and_removed(
     assert added.spec["source"]["checkpoint"] == scheduler.PLACEHOLDER
     assert added.spec["evaluation"]["subset"] == 10 and added.overrides == ["evaluation.subset=10"]
     schedules = Schedules(local_store)
-    assert [(s.id, s.covered) for s in schedules.list()] == [(added.id, 0), (other.id, 0)]
+    assert [(s.id, s.covered) for s in schedules.all()] == [(added.id, 0), (other.id, 0)]
     schedules.remove(added.id)
-    assert [s.id for s in schedules.list()] == [other.id]
+    assert [s.id for s in schedules.all()] == [other.id]
     with pytest.raises(ScheduleNotFound):
         schedules.remove(added.id)
 
@@ -198,7 +198,7 @@ def test_racing_scanners_enqueue_each_checkpoint_once(
     assert len(runs) == 8 and {run.status for run in runs} == {"queued"}
     assert sorted(run.resolved_spec["source"]["checkpoint"] for run in runs) == sorted(paths * 2)
     assert queue_length(env["ROBUSTLAB_BROKER_URL"], "gpu") == 8
-    assert [s.covered for s in Schedules(store).list()] == [4, 4]
+    assert [s.covered for s in Schedules(store).all()] == [4, 4]
     assert scheduler.scan(store, settings=settings).submitted == []
 
 

@@ -120,14 +120,11 @@ def test_broker_down_is_one_line_exit_2_and_records_nothing(
     assert store.results() == []
 
 
-def test_torch_waits_for_the_worker_parent_which_never_initialises_cuda() -> None:
-    """`robustlab --help` and the task module import no torch; the worker's parent preloads
-    the science (torch included) but must leave CUDA alone so its forked children can use it."""
+def test_commands_and_the_task_module_import_no_torch() -> None:
+    """`robustlab --help` stays fast, and the worker's parent decides when torch is imported
+    (``service.queue.preload_science``: imported, CUDA never initialised)."""
     code = ("import sys, service.cli, service.queue, service.queue_cli, workers.tasks; "
-            "print('torch' in sys.modules); "
-            "service.queue.preload_science(); import torch; "
-            "print('workers.science.experiments.train' in sys.modules, "
-            "torch.cuda.is_initialized())")
+            "print(sorted(m for m in ('torch', 'torchvision') if m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
-                            text=True, timeout=300, check=True)
-    assert result.stdout.split() == ["False", "True", "False"]
+                            text=True, timeout=120, check=True)
+    assert result.stdout.strip() == "[]"

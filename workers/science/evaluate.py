@@ -321,7 +321,7 @@ class _ValidityChecks:
         if clean_accuracy <= floor:
             return _check(True, clean_accuracy, f"> {floor:.3g} to apply",
                           "not applicable: clean accuracy too close to chance")
-        spec = PGDAttack(norm=norm, eps=eps, steps=LARGE_EPS_STEPS)  # type: ignore[arg-type]
+        spec = PGDAttack.model_validate({"norm": norm, "eps": eps, "steps": LARGE_EPS_STEPS})
         accuracy = _accuracy(self._correct_under(spec, self.seed))
         return _check(accuracy <= LARGE_EPS_MAX_ACCURACY, accuracy, f"<= {LARGE_EPS_MAX_ACCURACY}",
                       f"PGD {norm} eps={eps:.4g}, {LARGE_EPS_STEPS} steps; a higher accuracy "

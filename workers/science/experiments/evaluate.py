@@ -7,7 +7,9 @@ The checkpoint is a file (``source.checkpoint``) or the final checkpoint of an e
 
 from __future__ import annotations
 
+from collections.abc import Sized
 from pathlib import Path
+from typing import cast
 
 from torch.utils.data import Dataset, Subset
 
@@ -55,4 +57,4 @@ def _evaluation_data(spec: EvaluateSpec, dataset: DatasetConfig, data_dir: Path)
     cfg = dataset.model_copy(update={"augment": False})
     data = load_dataset(cfg, data_dir, train=spec.evaluation.split == "train")
     subset = spec.evaluation.subset
-    return data if subset is None else Subset(data, range(min(subset, len(data))))
+    return data if subset is None else Subset(data, range(min(subset, len(cast(Sized, data)))))
