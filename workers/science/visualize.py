@@ -47,14 +47,14 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from torch import nn
 
-from service.specs.models import LargeEpsAttack
+from service.specs.models import LargeEpsAttack, NormName
 from workers.science.attacks import pgd
 from workers.science.attacks.common import attack_mode
 from workers.science.losses import classification_loss, predict
 
 # --------------------------------------------------------------------------- Table 3
 
-LARGE_EPS: dict[str, dict[str, float]] = {
+LARGE_EPS: dict[str, dict[NormName, float]] = {
     "mnist": {"linf": 0.3, "l2": 4.0},
     "cifar10": {"linf": 32 / 255, "l2": 1200 / 255},
     "restricted_imagenet": {"linf": 0.25, "l2": 40.0},

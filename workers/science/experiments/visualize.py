@@ -36,10 +36,10 @@ and each metric goes under the pictures of its own model.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sized
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -225,7 +225,8 @@ def _load_images(spec: VisualizeSpec, ctx: RunContext) -> Images:
     count = spec.n_images if set(spec.show) == {"interpolation"} else spec.measure_images
     cfg: DatasetConfig = spec.dataset.model_copy(update={"augment": False})
     data = load_dataset(cfg, ctx.data_dir, train=spec.split == "train")
-    loader = DataLoader(Subset(data, range(min(count, len(data)))), batch_size=spec.batch_size)
+    loader = DataLoader(Subset(data, range(min(count, len(cast(Sized, data))))),
+                        batch_size=spec.batch_size)
     xs, ys = zip(*loader, strict=True)
     x, y = torch.cat(xs), torch.cat(ys)
     info = DATASETS[spec.dataset.name]
