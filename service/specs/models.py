@@ -334,7 +334,7 @@ class InRunTraining(Strict):
 
 
 class VisualizedModel(Strict):
-    """One model of a visualisation, labelled: an earlier run, a checkpoint file, or trained here."""
+    """A labelled model of a visualisation: an earlier run, a checkpoint file, or trained here."""
 
     label: str = Field(
         description="Short name shown in pictures and tags, e.g. 'standard', 'linf', 'l2'.",
@@ -370,7 +370,9 @@ class VisualizeSpec(SpecBase):
     kind: Literal["visualize"]
     dataset: DatasetConfig
     split: Literal["test", "train"] = Field("test", description="Split the images come from.")
-    models: list[VisualizedModel] = Field(min_length=1, description="The models shown side by side.")
+    models: list[VisualizedModel] = Field(
+        min_length=1, description="The models shown side by side."
+    )
     independent: VisualizedModel | None = Field(
         None, description="Judge of the large-eps examples (target_agreement); none: not measured."
     )
@@ -405,11 +407,13 @@ class VisualizeSpec(SpecBase):
             raise ValueError("measure_images must be at least n_images (shown images are measured)")
         twin = self._twin_of_independent()
         if twin is not None:
-            raise ValueError(f"independent trains exactly like model {twin!r}: give it another seed")
+            raise ValueError(
+                f"independent trains exactly like model {twin!r}: give it another seed"
+            )
         return self
 
     def _twin_of_independent(self) -> str | None:
-        """The label of a model trained exactly like ``independent`` (same data and seed), if any."""
+        """The label of a model trained exactly like ``independent`` (same data, seed), if any."""
         if self.independent is None or self.independent.train is None:
             return None
         judge = self._resolved(self.independent.train)
@@ -421,7 +425,8 @@ class VisualizeSpec(SpecBase):
     def _resolved(self, training: InRunTraining) -> InRunTraining:
         """``training`` with its defaults (dataset, seed) filled in from this spec."""
         seed = self.seed if training.seed is None else training.seed
-        return training.model_copy(update={"seed": seed, "dataset": training.dataset or self.dataset})
+        dataset = training.dataset or self.dataset
+        return training.model_copy(update={"seed": seed, "dataset": dataset})
 
 
 BINARY_MNIST_PIXELS = 28 * 28

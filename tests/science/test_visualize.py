@@ -1,11 +1,19 @@
 """E4-E6: large-eps examples, interpolations, loss gradients, their measures and pictures.
 
-The pure functions are checked against closed forms on small synthetic tensors. The claims
-are checked on real MNIST digits (fixture ``mnist_data_dir``): a briefly trained l_inf-robust
-``mnist_cnn`` gets a higher target agreement and a higher gradient-edge alignment than a
-standard one. Those models are trained once per module and then visualised through the
-``visualize`` kind with ``{checkpoint: ...}`` models; a second end-to-end run trains tiny
-``{train: ...}`` models inside the run and resumes.
+The pure functions are checked against closed forms on small synthetic tensors. The kind runs
+end to end with tiny ``{train: ...}`` models (trained in the run, then resumed without
+retraining) and with ``{checkpoint: ...}`` models.
+
+The paper's claims are checked on real MNIST digits (fixture ``mnist_data_dir``, marked
+slow: about 2 minutes on two CPU cores, most of it training): a robust ``mnist_cnn`` gets a
+higher ``target_agreement`` (judged by an independent l_2-robust model) and a higher
+``gradient_edge_alignment`` than a standard one. Measured with the fixture's settings for two
+seed pairs (models 0 / judge 1, and 2 / 3) and two attacks (l_2 4, l_inf 0.3, 10 steps, 200
+digits): target agreement 0.34-0.42 (standard) against 0.59-0.63 (robust); edge alignment
+0.42 (standard) against 0.51-0.52 (robust). At this scale a *standard* judge does not separate
+them (it agrees with 81-88% of either model's examples: transfer between standard models), and
+neither does a standard model trained for one epoch only (its large-eps examples still look
+like digits to the robust judge as often as the robust model's); see the fixture.
 """
 
 from __future__ import annotations
@@ -101,7 +109,8 @@ def test_gradient_normalisation_clips_at_three_sigma_and_rescales_to_unit_interv
 
 def test_gradient_normalisation_is_per_image_scale_free_and_keeps_zero_at_the_middle() -> None:
     generator = torch.Generator().manual_seed(1)
-    grad = torch.randn(4, 3, 8, 8, generator=generator) * torch.tensor([1e-6, 1.0, 5.0, 1e3]).view(4, 1, 1, 1)
+    scales = torch.tensor([1e-6, 1.0, 5.0, 1e3]).view(4, 1, 1, 1)
+    grad = torch.randn(4, 3, 8, 8, generator=generator) * scales
     grad[:, :, 0, 0] = 0
     normalized = normalize_gradient(grad)
     assert normalized.shape == grad.shape
@@ -133,7 +142,8 @@ def test_a_gradient_on_the_edges_aligns_perfectly_whatever_its_sign() -> None:
     x = torch.zeros(2, 1, 8, 8)
     x[:, :, 2:6, 2:6] = 1.0  # a square
     edges = sobel_magnitude(x).unsqueeze(1)  # (2, 1, 8, 8)
-    signs = torch.where(torch.rand(2, 1, 8, 8, generator=torch.Generator().manual_seed(2)) > 0.5, 1.0, -1.0)
+    coins = torch.rand(2, 1, 8, 8, generator=torch.Generator().manual_seed(2))
+    signs = torch.where(coins > 0.5, 1.0, -1.0)
     torch.testing.assert_close(gradient_edge_alignment(edges * signs, x), torch.ones(2))
     noise = torch.randn(2, 1, 8, 8, generator=torch.Generator().manual_seed(3))
     assert torch.all(gradient_edge_alignment(noise, x) < 0.5)
@@ -225,18 +235,19 @@ def test_grey_gradients_use_a_diverging_map_blue_for_positive() -> None:
 
 TRAIN_DIGITS = 2000
 MEASURE_DIGITS = 200
+STANDARD = AdversaryConfig(eps=0)
 ROBUST = AdversaryConfig(norm="l2", eps=2.0, steps=2)
-"""The robust model's training adversary; see ``trained_mnist_models`` for why l_2."""
+"""The robust models' training adversary; see ``trained_mnist_models`` for why l_2."""
 ADAM = OptimizerConfig(name="adam", lr=1e-3, weight_decay=0)
 
 
-def train_checkpoint(label: str, adversary: AdversaryConfig, seed: int, data_dir: Path,
-                     root: Path) -> Path:
-    """One epoch of ``mnist_cnn`` on the first ``TRAIN_DIGITS`` digits; its final checkpoint."""
+def train_checkpoint(label: str, adversary: AdversaryConfig, *, seed: int, epochs: int,
+                     data_dir: Path, root: Path) -> Path:
+    """``mnist_cnn`` trained on the first ``TRAIN_DIGITS`` digits; its final checkpoint."""
     spec = TrainSpec(name=label, kind="train",
                      dataset=DatasetConfig(name="mnist", train_subset=TRAIN_DIGITS),
                      model=ModelConfig(arch="mnist_cnn"),
-                     training=TrainingConfig(epochs=1, batch_size=64, optimizer=ADAM),
+                     training=TrainingConfig(epochs=epochs, batch_size=64, optimizer=ADAM),
                      adversary=adversary, seed=seed)
     seed_everything(seed)
     model = build_model("mnist_cnn", 10)
@@ -249,20 +260,24 @@ def train_checkpoint(label: str, adversary: AdversaryConfig, seed: int, data_dir
 @pytest.fixture(scope="module")
 def trained_mnist_models(mnist_data_dir: Path, tmp_path_factory: pytest.TempPathFactory
                          ) -> dict[str, Path]:
-    """Checkpoints of a standard and a robust model (seed 0) and an independent judge (seed 1).
+    """A standard and a robust model (seed 0) and a robust judge (seed 1), as checkpoints.
 
-    The robust model is PGD-trained in l_2 (eps 2, two steps): with one epoch on 2000 digits,
-    l_inf training at eps 0.3 still sits near chance accuracy (measured: 11-44%), whereas l_2
-    training reaches about 80% and already shows the robust model's traits.
+    Sizes come from measurements on the 2000 digits (see the module docstring): the robust
+    models are PGD-trained in l_2 (eps 2, two steps, one epoch), because one epoch of l_inf
+    training at eps 0.3 leaves ``mnist_cnn`` near chance (11-44% measured) while l_2 reaches
+    about 80%. The standard model gets four (cheap) epochs: after one, it is still so smooth
+    that its large-eps examples look like digits to a robust judge as often as the robust
+    model's do; the difference the paper describes appears as standard training goes on.
     """
     root = tmp_path_factory.mktemp("mnist-models")
     threads = torch.get_num_threads()
     torch.set_num_threads(min(2, threads))
+    common = {"data_dir": mnist_data_dir, "root": root}
     try:
         return {
-            "standard": train_checkpoint("standard", AdversaryConfig(eps=0), 0, mnist_data_dir, root),
-            "l2": train_checkpoint("l2", ROBUST, 0, mnist_data_dir, root),
-            "judge": train_checkpoint("judge", AdversaryConfig(eps=0), 1, mnist_data_dir, root),
+            "standard": train_checkpoint("standard", STANDARD, seed=0, epochs=4, **common),
+            "l2": train_checkpoint("l2", ROBUST, seed=0, epochs=1, **common),
+            "judge": train_checkpoint("judge", ROBUST, seed=1, epochs=1, **common),
         }
     finally:
         torch.set_num_threads(threads)
@@ -297,7 +312,7 @@ def test_robust_model_scores_higher_on_both_measures(trained_mnist_models: dict[
     alignment = {label: metric(reporter, "gradient_edge_alignment", label)
                  for label in ("standard", "l2")}
     assert agreement["l2"] > agreement["standard"] + 0.1, agreement
-    assert alignment["l2"] > alignment["standard"] + 0.02, alignment
+    assert alignment["l2"] > alignment["standard"] + 0.04, alignment
     for label in ("standard", "l2"):
         assert 0 < metric(reporter, "large_eps_success", label) <= 1
 
@@ -322,7 +337,8 @@ def tiny_spec(**changes: object) -> VisualizeSpec:
     fields = {
         "name": "tiny", "kind": "visualize", "dataset": {"name": "mnist", "train_subset": 64},
         "models": [
-            {"label": "standard", "train": {"model": {"arch": "mnist_cnn"}, "training": TINY_TRAINING}},
+            {"label": "standard", "train": {"model": {"arch": "mnist_cnn"},
+                                            "training": TINY_TRAINING}},
             {"label": "linf", "train": {"model": {"arch": "mnist_cnn"}, "training": TINY_TRAINING,
                                         "adversary": {"norm": "linf", "eps": 0.3, "steps": 1}}},
         ],
@@ -360,10 +376,12 @@ def test_the_kind_trains_its_models_in_the_run_and_resumes_without_retraining(
     assert kinds == ["figure"] * 3 + ["gradients"] * 2 + ["interpolation"] * 2 + ["large_eps"] * 2
     for artifact in first.artifacts.values():
         decode_png(artifact.data)
-    measured = {(m.name, m.tags["model"]) for m in first.metrics.values() if m.name in VISUAL_METRICS}
-    assert {("large_eps_success", "standard"), ("large_eps_success", "linf"),
-            ("gradient_edge_alignment", "standard"), ("gradient_edge_alignment", "linf")} <= measured
-    assert {row["variant"]: row["n"] for row in first.rows()} == {"standard": 8, "linf": 8}
+    measured = {(m.name, m.tags["model"]) for m in first.metrics.values()
+                if m.name in VISUAL_METRICS}
+    assert {(name, label) for name in ("large_eps_success", "gradient_edge_alignment")
+            for label in ("standard", "linf")} <= measured
+    assert {row["variant"]: row["n"] for row in first.rows()} == {"standard": 8, "linf": 8,
+                                                                   "judge": 8}
     assert first.last_progress is not None and first.last_progress[0] == first.last_progress[1]
 
     written = {label: path.stat().st_mtime_ns for label, path in files.items()}

@@ -25,8 +25,9 @@ the science and the measures are in ``workers.science.visualize``):
   and a "figure"; metric ``gradient_edge_alignment`` (mean Pearson correlation of |gradient|
   with the image's Sobel edges; the paper predicts it higher for robust models).
 
-Every model also gets its clean accuracy on the measured images (an evaluation record whose
-``variant`` is the model's label), so a picture is never of a broken model unknowingly.
+Every model, the judge included, also gets its clean accuracy on the measured images (an
+evaluation record whose ``variant`` is the model's label), so no picture or measure silently
+comes from a broken model.
 
 Artifact metadata and metric tags name the model as the dashboard's galleries expect:
 ``model`` (the label), ``arch``, ``train_norm``, ``train_eps``, plus ``norm`` and ``eps`` of
@@ -95,7 +96,7 @@ def run(spec: VisualizeSpec, ctx: RunContext) -> None:
         models={m.label: m.provenance() for m in [*models, *([judge] if judge else [])]},
     )
     images = _load_images(spec, ctx)
-    for model in models:
+    for model in [*models, *([judge] if judge else [])]:
         _report_clean_accuracy(model, images, spec, ctx)
     if {"large_eps", "interpolation"} & set(spec.show):
         for attack in attacks:
