@@ -30,7 +30,7 @@ _NUMBER = re.compile(r"^\s*[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?\s*$")
 def parse_number(value: Any) -> Any:
     """Accept ``8/255`` and ``1e-3`` (which PyYAML's safe loader reads as strings) without eval."""
     if isinstance(value, bool):
-        return value  # let pydantic reject booleans where a number is meant
+        raise ValueError(f"{str(value).lower()} is not a number")
     if isinstance(value, str):
         match = _FRACTION.match(value)
         if match:
@@ -41,6 +41,12 @@ def parse_number(value: Any) -> Any:
         if _NUMBER.match(value):
             return float(value)
         raise ValueError(f"{value!r} is not a number (write e.g. 0.3, 8/255 or 1e-3)")
+    return value
+
+
+def _not_boolean(value: Any) -> Any:
+    if isinstance(value, bool):
+        raise ValueError(f"{str(value).lower()} is not a whole number")
     return value
 
 
@@ -55,6 +61,9 @@ Number = Annotated[float, BeforeValidator(parse_number)]
 Eps = Annotated[float, BeforeValidator(parse_number), Field(ge=0)]
 """A perturbation radius in pixel space ([0, 1] images) or feature space (theory)."""
 PositiveNumber = Annotated[float, BeforeValidator(parse_number), Field(gt=0)]
+Count = Annotated[int, BeforeValidator(_not_boolean)]
+"""A whole number. YAML reads ``yes``/``true`` as a boolean, which pydantic's lax mode would take
+for 1 (``epochs: yes`` training one epoch): refused here."""
 
 NormName = Literal["linf", "l2"]
 DatasetName = Literal["binary_mnist", "mnist", "fashion_mnist", "cifar10", "restricted_imagenet"]
@@ -80,11 +89,11 @@ class PGDAttack(Strict):
     kind: Literal["pgd"] = "pgd"
     norm: NormName = Field(description="Threat model: 'linf' or 'l2'.")
     eps: Eps = Field(description="Radius of the ball in pixel space, e.g. 0.3 or 8/255.")
-    steps: int = Field(40, ge=1, description="Number of PGD iterations.")
+    steps: Count = Field(40, ge=1, description="Number of PGD iterations.")
     step_size: PositiveNumber | None = Field(
         None, description="Step size; default 2.5 * eps / steps (Madry et al.)."
     )
-    restarts: int = Field(1, ge=1, description="Random restarts; the worst case per example is kept.")
+    restarts: Count = Field(1, ge=1, description="Random restarts; the worst case per example is kept.")
     random_start: bool = Field(True, description="Start from a uniform point in the ball.")
 
     @property
@@ -124,7 +133,7 @@ class SpecBase(Strict):
         pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$",
     )
     description: str = Field("", description="Free text shown in the dashboard and the report.")
-    seed: int = Field(0, ge=0, description="Seed for every random number generator of the run.")
+    seed: Count = Field(0, ge=0, description="Seed for every random number generator of the run.")
     device: str = Field(
         "auto", description="'auto' (CUDA when present), 'cpu', 'cuda' or 'cuda:N'."
     )
@@ -160,8 +169,8 @@ class DatasetConfig(Strict):
     root: str | None = Field(
         None, description="Data directory; default ROBUSTLAB_DATA_DIR/<name> (see `robustlab data`)."
     )
-    train_subset: int | None = Field(None, ge=1, description="Use only the first N training examples.")
-    test_subset: int | None = Field(None, ge=1, description="Use only the first N test examples.")
+    train_subset: Count | None = Field(None, ge=1, description="Use only the first N training examples.")
+    test_subset: Count | None = Field(None, ge=1, description="Use only the first N test examples.")
     augment: bool | None = Field(
         None, description="Training augmentation; default per dataset (crops/flips for CIFAR-10 and ImageNet)."
     )
@@ -183,7 +192,7 @@ class ScheduleConfig(Strict):
     """Learning-rate schedule, stepped once per epoch."""
 
     kind: Literal["constant", "step", "multistep", "cosine"] = "constant"
-    step_size: int = Field(30, ge=1, description="Epochs between decays (kind 'step').")
+    step_size: Count = Field(30, ge=1, description="Epochs between decays (kind 'step').")
     milestones: list[int] = Field(default_factory=list, description="Epochs of decay (kind 'multistep').")
     gamma: Annotated[float, BeforeValidator(parse_number), Field(gt=0, le=1)] = 0.1
 
@@ -193,10 +202,10 @@ class AdversaryConfig(Strict):
 
     norm: NormName = "linf"
     eps: Eps = Field(0.0, description="Training radius; 0 means standard training.")
-    steps: int = Field(7, ge=1)
+    steps: Count = Field(7, ge=1)
     step_size: PositiveNumber | None = Field(None, description="Default 2.5 * eps / steps.")
     random_start: bool = True
-    ramp_epochs: int = Field(
+    ramp_epochs: Count = Field(
         0, ge=0, description="Grow eps linearly from 0 over this many epochs (eps ramp-up)."
     )
 
@@ -206,8 +215,8 @@ class AdversaryConfig(Strict):
 
 
 class TrainingConfig(Strict):
-    epochs: int = Field(10, ge=1)
-    batch_size: int = Field(128, ge=1)
+    epochs: Count = Field(10, ge=1)
+    batch_size: Count = Field(128, ge=1)
     optimizer: OptimizerConfig = OptimizerConfig()
     schedule: ScheduleConfig = ScheduleConfig()
 
@@ -216,9 +225,9 @@ class EvaluationConfig(Strict):
     """Attacks run on the test split after training (or on a checkpoint)."""
 
     attacks: list[Attack] = Field(default_factory=list)
-    batch_size: int = Field(256, ge=1)
+    batch_size: Count = Field(256, ge=1)
     split: Literal["test", "train"] = "test"
-    subset: int | None = Field(None, ge=1, description="Evaluate the first N examples only.")
+    subset: Count | None = Field(None, ge=1, description="Evaluate the first N examples only.")
     checks: bool = Field(
         True, description="Run the validity checks (eps 0, more steps, FGSM, very large eps)."
     )
@@ -233,7 +242,7 @@ class TheoryDistribution(Strict):
     p: Annotated[float, BeforeValidator(parse_number)] = Field(
         0.7, description="Probability that x1 agrees with y."
     )
-    d: int = Field(1000, ge=1, description="Number of weakly correlated features x2..x_{d+1}.")
+    d: Count = Field(1000, ge=1, description="Number of weakly correlated features x2..x_{d+1}.")
     eta: PositiveNumber = Field(0.15, description="Mean shift of the weak features (e.g. 4/sqrt(d)).")
 
     @field_validator("p")
@@ -249,8 +258,8 @@ class TheorySpec(SpecBase):
 
     kind: Literal["theory"]
     distribution: TheoryDistribution = TheoryDistribution()
-    n_train: int = Field(10_000, ge=2, description="Training sample size.")
-    n_test: int = Field(10_000, ge=2, description="Test sample size.")
+    n_train: Count = Field(10_000, ge=2, description="Training sample size.")
+    n_test: Count = Field(10_000, ge=2, description="Test sample size.")
     eps: list[Eps] = Field(
         default_factory=lambda: [0.3],
         min_length=1,
@@ -264,7 +273,7 @@ class TheorySpec(SpecBase):
         description="Soft-margin SVM regularisation (eq. 5): lambda = 1/(svm_c * n_train), "
         "as libsvm's C * sum(hinge) + ||w||^2/2.",
     )
-    epochs: int = Field(300, ge=1, description="Full-batch optimisation steps for svm/logistic.")
+    epochs: Count = Field(300, ge=1, description="Full-batch optimisation steps for svm/logistic.")
     lr: PositiveNumber = Field(
         0.05, description="Adam step size for svm/logistic, cosine-decayed to 0 over the epochs."
     )
@@ -279,7 +288,7 @@ class TrainSpec(SpecBase):
     training: TrainingConfig = TrainingConfig()
     adversary: AdversaryConfig = AdversaryConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
-    checkpoint_every: int = Field(1, ge=1, description="Epochs between checkpoints.")
+    checkpoint_every: Count = Field(1, ge=1, description="Epochs between checkpoints.")
 
 
 class CheckpointSource(Strict):
@@ -312,7 +321,7 @@ class LargeEpsAttack(Strict):
     norm: NormName = Field(description="Threat model: 'linf' or 'l2'.")
     eps: Eps = Field(description="Radius in pixel space; Table 3: MNIST linf 0.3, l2 4; "
                      "CIFAR-10 linf 32/255, l2 1200/255; Restricted ImageNet linf 0.25, l2 40.")
-    steps: int = Field(100, ge=1, description="PGD iterations towards the target class.")
+    steps: Count = Field(100, ge=1, description="PGD iterations towards the target class.")
     step_size: PositiveNumber | None = Field(None, description="Default 2.5 * eps / steps.")
 
     @property
@@ -329,8 +338,8 @@ class InRunTraining(Strict):
     model: ModelConfig
     training: TrainingConfig = TrainingConfig()
     adversary: AdversaryConfig = AdversaryConfig()
-    seed: int | None = Field(None, ge=0, description="Training seed; default the spec's seed.")
-    checkpoint_every: int = Field(1, ge=1, description="Epochs between checkpoints.")
+    seed: Count | None = Field(None, ge=0, description="Training seed; default the spec's seed.")
+    checkpoint_every: Count = Field(1, ge=1, description="Epochs between checkpoints.")
 
 
 class VisualizedModel(Strict):
@@ -380,8 +389,8 @@ class VisualizeSpec(SpecBase):
         default_factory=lambda: ["large_eps", "interpolation", "gradients"], min_length=1,
         description="What to compute: large_eps (E4), interpolation (E5), gradients (E6).",
     )
-    n_images: int = Field(10, ge=1, description="Images shown in the pictures (the first ones).")
-    measure_images: int = Field(
+    n_images: Count = Field(10, ge=1, description="Images shown in the pictures (the first ones).")
+    measure_images: Count = Field(
         500, ge=1, description="Images the measures average over (target_agreement, alignment)."
     )
     attacks: list[LargeEpsAttack] | None = Field(
@@ -390,10 +399,10 @@ class VisualizeSpec(SpecBase):
     target: Literal["next", "random"] = Field(
         "next", description="Target class: 'next' is (y + 1) mod K, 'random' a seeded other class."
     )
-    interpolation_points: int = Field(
+    interpolation_points: Count = Field(
         8, ge=2, description="Images from the image to its large-eps example, both included."
     )
-    batch_size: int = Field(250, ge=1)
+    batch_size: Count = Field(250, ge=1)
 
     @model_validator(mode="after")
     def _consistent_models(self) -> VisualizeSpec:
@@ -448,12 +457,12 @@ class LinearFeaturesSpec(SpecBase):
         default_factory=lambda: DatasetConfig(name="binary_mnist"),
         description="binary_mnist (-1 = '5', +1 = '7'); subsets allowed, no augmentation.",
     )
-    epochs: int = Field(100, ge=1, description="Full-batch gradient-descent steps (paper: 100).")
+    epochs: Count = Field(100, ge=1, description="Full-batch gradient-descent steps (paper: 100).")
     lr: PositiveNumber = Field(0.1, description="Gradient-descent step size (mean logistic loss).")
     eps: PositiveNumber = Field(
         0.2, description="l_inf radius of adversarial training and of the exact evaluation."
     )
-    topk: list[Annotated[int, Field(ge=1, le=BINARY_MNIST_PIXELS)]] = Field(
+    topk: list[Annotated[Count, Field(ge=1, le=BINARY_MNIST_PIXELS)]] = Field(
         default_factory=list,
         description="Fig. 2(c): for each k, standard training on only the k pixels of largest "
         "|correlation| with the label; empty: Table 4 and Fig. 2(a, b) only.",
