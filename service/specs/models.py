@@ -193,7 +193,7 @@ class ScheduleConfig(Strict):
 
     kind: Literal["constant", "step", "multistep", "cosine"] = "constant"
     step_size: Count = Field(30, ge=1, description="Epochs between decays (kind 'step').")
-    milestones: list[int] = Field(default_factory=list, description="Epochs of decay (kind 'multistep').")
+    milestones: list[Count] = Field(default_factory=list, description="Epochs of decay (kind 'multistep').")
     gamma: Annotated[float, BeforeValidator(parse_number), Field(gt=0, le=1)] = 0.1
 
 
