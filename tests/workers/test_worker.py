@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine
 from sqlalchemy.engine import make_url
 
 from service import scheduler
@@ -25,7 +24,7 @@ from service.settings import Settings
 from service.specs.loading import load_spec_text
 from service.store import migrate
 from service.store.repository import RunInfo, Store
-from tests.conftest import POSTGRES_SERVER
+from tests.conftest import POSTGRES_SERVER, execute_autocommit
 from tests.workers.conftest import queue_env, settings_of
 from tests.workers.helpers import (
     TEST_REDIS,
@@ -74,26 +73,17 @@ class Deployment:
                  RUN_TIMEOUT, f"run {run_id} to checkpoint epoch {epoch}", interval=0.1)
 
 
-def _execute(server: str, sql: str) -> None:
-    engine = create_engine(server, isolation_level="AUTOCOMMIT")
-    try:
-        with engine.connect() as connection:
-            connection.exec_driver_sql(sql)
-    finally:
-        engine.dispose()
-
-
 @pytest.fixture(scope="module")
 def database() -> Iterator[str]:
     """A migrated PostgreSQL database for this module, dropped at its end."""
     name = f"robustlab_queue_{uuid.uuid4().hex[:10]}"
-    _execute(POSTGRES_SERVER, f'CREATE DATABASE "{name}"')
+    execute_autocommit(POSTGRES_SERVER, f'CREATE DATABASE "{name}"')
     url = make_url(POSTGRES_SERVER).set(database=name).render_as_string(hide_password=False)
     try:
         migrate.upgrade(url)
         yield url
     finally:
-        _execute(POSTGRES_SERVER, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        execute_autocommit(POSTGRES_SERVER, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture(scope="module")
