@@ -147,17 +147,28 @@ def schema(write: bool, check: bool) -> None:
 
 
 class _Bars:
-    """One rich progress bar per run, fed by the runner's progress callback."""
+    """One rich progress bar per run, fed by the runner's progress callback.
+
+    Without a terminal (a log file, CI, nohup) bars cannot redraw, so a plain line is printed
+    instead whenever a run's stage changes or it passes another tenth of its work.
+    """
 
     def __init__(self, progress: Progress) -> None:
         self.progress = progress
         self.tasks: dict[str, TaskID] = {}
+        self.logged: dict[str, tuple[str, int]] = {}
 
     def __call__(self, run_id: str, fraction: float, stage: str) -> None:
         if run_id not in self.tasks:
             self.tasks[run_id] = self.progress.add_task(run_id, total=1.0)
         self.progress.update(self.tasks[run_id], completed=fraction,
                              description=f"{run_id} {stage}"[:60])
+        if not self.progress.console.is_terminal:
+            mark = (stage.split(" ")[0], int(10 * fraction))
+            if self.logged.get(run_id) != mark:
+                self.logged[run_id] = mark
+                self.progress.console.print(f"{run_id} {100 * fraction:5.1f}% {stage}",
+                                            markup=False, highlight=False)
 
 
 @main.command()
