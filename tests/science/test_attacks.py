@@ -19,7 +19,7 @@ from torch import nn
 from workers.science.attacks import exact_linear_attack, fgsm, pgd
 from workers.science.attacks.linear import l2_worst_case, linf_worst_case
 from workers.science.losses import classification_loss, correct
-from workers.science.threat_models import THREAT_MODELS
+from workers.science.threat_models import THREAT_MODELS, threat_model
 
 NORMS = sorted(THREAT_MODELS)
 EPS = {"linf": 0.1, "l2": 0.5}
@@ -223,6 +223,39 @@ def test_pgd_costs_steps_plus_one_forwards_per_restart() -> None:
     assert len(model.inputs) == 3 * 6
 
 
+@pytest.mark.parametrize("norm", NORMS)
+def test_without_best_iterate_pgd_is_madrys_loop_at_the_floor_cost(norm: str) -> None:
+    """``best_iterate=False``: exactly ``steps`` forwards, the last iterate of the plain loop."""
+    x, y = batch(seed=4)
+    model = Recorder(mlp(seed=4))
+    eps = EPS[norm]
+    x_adv = pgd(model, x, y, norm=norm, eps=eps, step_size=eps / 3, steps=7,
+                best_iterate=False, generator=torch.Generator().manual_seed(5))
+    assert len(model.inputs) == 7
+    ball = threat_model(norm, x, eps, eps / 3)
+    plain = ball.random_perturb(x, torch.Generator().manual_seed(5))
+    for _ in range(7):
+        plain.requires_grad_(True)
+        (grad,) = torch.autograd.grad(classification_loss(model.model(plain), y).sum(), plain)
+        plain = ball.project(ball.step(plain.detach(), grad))
+    assert torch.equal(x_adv, plain)
+    assert in_ball(norm, x_adv, x, eps)
+
+
+def test_without_best_iterate_restarts_keep_the_worst_last_iterate() -> None:
+    x, y = batch(seed=6)
+    model = Recorder(mlp(seed=6))
+    x_adv = pgd(model, x, y, norm="linf", eps=0.2, step_size=0.05, steps=4, restarts=3,
+                best_iterate=False)
+    assert len(model.inputs) == 3 * (4 + 1)  # each restart's last iterate is scored once
+    lasts = torch.stack([model.inputs[r * 5 + 4] for r in range(3)])  # (R, B, 1, 4, 4)
+    with torch.no_grad():
+        wrong = torch.stack([~correct(model.model(last), y) for last in lasts])  # (R, B)
+        returned_wrong = ~correct(model.model(x_adv), y)
+    assert torch.equal(returned_wrong, wrong.any(dim=0))
+    assert all(any(torch.equal(x_adv[i], last[i]) for last in lasts) for i in range(len(x)))
+
+
 def test_early_stop_stops_once_every_example_is_misclassified() -> None:
     x, y = batch()
     model = Recorder(mlp())
@@ -235,6 +268,9 @@ def test_early_stop_stops_once_every_example_is_misclassified() -> None:
 
 def test_pgd_refuses_bad_arguments() -> None:
     x, y = batch()
+    with pytest.raises(ValueError, match="early_stop needs best_iterate"):
+        pgd(mlp(), x, y, norm="linf", eps=0.1, step_size=0.02, steps=2, early_stop=True,
+            best_iterate=False)
     model = mlp()
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         pgd(model, x * 2 - 1, y, norm="linf", eps=0.1, step_size=0.1, steps=1)

@@ -201,11 +201,15 @@ def _count_correct(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> int:
 
 def _pgd_examples(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
                   adversary: AdversaryConfig, eps: float) -> torch.Tensor:
-    """Madry et al.'s inner maximisation: PGD from a random start, model left in its mode."""
+    """Madry et al.'s inner maximisation: PGD from a random start, model left in its mode.
+
+    The last iterate, as in Madry et al.: tracking the worst one would cost a forward per batch
+    that the training step repeats anyway.
+    """
     with _buffers_preserved(model):
         x_adv = pgd(_ModeLocked(model), x, y, norm=adversary.norm, eps=eps,
                     step_size=epoch_step_size(adversary, eps), steps=adversary.steps,
-                    random_start=adversary.random_start)
+                    random_start=adversary.random_start, best_iterate=False)
     return x_adv.detach()
 
 

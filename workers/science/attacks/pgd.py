@@ -1,10 +1,13 @@
 """Projected gradient descent: one generic loop over any threat model in ``THREAT_MODELS``.
 
 The loop only calls the threat model's ``random_perturb``, ``step`` and ``project``; the norm is
-a name, not a copy of the loop. It returns, per example, the worst point it saw across all
-iterates and restarts (best-iterate tracking), and it costs ``steps`` forward+backward passes
-per restart plus one forward for the last iterate: the logits of the forward that produced a
-gradient also score the point they were computed at.
+a name, not a copy of the loop. By default it returns, per example, the worst point it saw across
+all iterates and restarts (best-iterate tracking), and it costs ``steps`` forward+backward
+passes per restart plus one forward for the last iterate: the logits of the forward that
+produced a gradient also score the point they were computed at. ``best_iterate=False`` returns
+the last iterate, as Madry et al.'s training does, and costs exactly ``steps`` forward+backward
+passes with one restart: adversarial training uses it, because its own forward scores the
+examples anyway.
 """
 
 from __future__ import annotations
@@ -63,12 +66,13 @@ class _Objective:
     loss: LossFn
     targeted: bool
 
-    def evaluate(self, logits: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def score(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         losses = per_example_loss(self.loss, logits, y)  # (B,)
+        return -losses if self.targeted else losses
+
+    def evaluate(self, logits: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         hits = correct(logits, y)  # (B,)
-        if self.targeted:
-            return -losses, hits
-        return losses, ~hits
+        return self.score(logits, y), hits if self.targeted else ~hits
 
 
 def pgd(
@@ -86,6 +90,7 @@ def pgd(
     loss: LossFn | None = None,
     early_stop: bool = False,
     generator: torch.Generator | None = None,
+    best_iterate: bool = True,
 ) -> torch.Tensor:
     r"""PGD in the paper "Towards Deep Learning Models Resistant to Adversarial Attacks"
     (Madry et al. 2018), as used by Tsipras et al. ("Robustness may be at odds with accuracy").
@@ -110,6 +115,8 @@ def pgd(
             later restarts only on the examples not yet broken; for evaluation. (Default: False)
         generator (torch.Generator): source of the random starts, on ``x``'s device.
             (Default: None, torch's global generator)
+        best_iterate (bool): return each example's worst iterate; ``False`` returns the last
+            one (of the worst restart), saving one forward per restart. (Default: True)
 
     Shape:
         - x: (B, C, H, W) in [0, 1]; y: (B,); output: (B, C, H, W) in [0, 1], inside the ball.
@@ -124,6 +131,8 @@ def pgd(
     check_inputs(x, y, eps)
     if steps < 0 or restarts < 1:
         raise ValueError(f"need steps >= 0 and restarts >= 1, got {steps} and {restarts}")
+    if early_stop and not best_iterate:
+        raise ValueError("early_stop needs best_iterate: a stopped run returns its worst iterate")
     x = x.detach()
     objective = _Objective(loss or classification_loss, targeted)
     worst = _Worst.start(x)
@@ -134,7 +143,10 @@ def pgd(
                 break
             ball = threat_model(norm, x[index], eps, step_size)
             start = ball.random_perturb(ball.x0, generator) if random_start else ball.x0.clone()
-            outcome = _one_run(model, ball, start, y[index], steps, objective, early_stop)
+            if not best_iterate and restarts == 1:  # nothing to compare: skip the scoring
+                return _last_iterate(model, ball, start, y[index], steps, objective)
+            outcome = _one_run(model, ball, start, y[index], steps, objective, early_stop,
+                               track=best_iterate)
             worst.merge(index, outcome)
     return worst.x
 
@@ -154,12 +166,15 @@ def _one_run(
     steps: int,
     objective: _Objective,
     early_stop: bool,
+    *,
+    track: bool = True,
 ) -> _Worst:
     """One PGD run from ``x_adv``: ``steps`` gradient steps, tracking the worst iterate.
 
     Each forward that gives a gradient also scores its own point, so the iterates x_0 ..
     x_{steps-1} cost no extra pass; the last iterate gets one gradient-free forward. The
     ascent is on the score (minus the loss when targeted), so one step rule serves both.
+    Without ``track`` only the last iterate counts (scored, to compare restarts).
     """
     worst = _Worst.start(x_adv)
     for _ in range(steps):
@@ -168,11 +183,29 @@ def _one_run(
         score, success = objective.evaluate(logits, y)  # (B,), (B,)
         (grad,) = torch.autograd.grad(score.sum(), x_adv)  # (B, C, H, W)
         x_adv = x_adv.detach()
-        worst.update(x_adv, score.detach(), success)
-        if early_stop and bool(worst.success.all()):
-            return worst
+        if track:
+            worst.update(x_adv, score.detach(), success)
+            if early_stop and bool(worst.success.all()):
+                return worst
         x_adv = ball.project(ball.step(x_adv, grad))
     with torch.no_grad():
         score, success = objective.evaluate(model(x_adv), y)
     worst.update(x_adv, score, success)
     return worst
+
+
+def _last_iterate(
+    model: nn.Module,
+    ball: ThreatModel,
+    x_adv: torch.Tensor,
+    y: torch.Tensor,
+    steps: int,
+    objective: _Objective,
+) -> torch.Tensor:
+    """Madry et al.'s loop: ``steps`` gradient steps from ``x_adv``, the last point returned."""
+    for _ in range(steps):
+        x_adv.requires_grad_(True)
+        score = objective.score(model(x_adv), y)  # (B,)
+        (grad,) = torch.autograd.grad(score.sum(), x_adv)  # (B, C, H, W)
+        x_adv = ball.project(ball.step(x_adv.detach(), grad))
+    return x_adv.detach()
