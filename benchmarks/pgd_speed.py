@@ -163,6 +163,20 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
         return float(correct(model(x), y).float().mean())
 
 
+def paired_accuracy(model: nn.Module, attack: Callable[[], torch.Tensor], y: torch.Tensor,
+                    seeds: int = 5) -> float:
+    """Mean accuracy over ``seeds`` random starts, torch's global seed set before each.
+
+    Both attacks draw their start from the global generator with the same number of uniform
+    values, so with equal seeds they start from the same points and the comparison is paired.
+    """
+    values = []
+    for seed in range(seeds):
+        torch.manual_seed(seed)
+        values.append(accuracy(model, attack(), y))
+    return sum(values) / seeds
+
+
 # --------------------------------------------------------------------------- one row
 
 
@@ -191,8 +205,8 @@ def measure(arch: str, device: torch.device, args: argparse.Namespace) -> tuple[
         arch=arch, device=str(device), batch=x.shape[0], steps=steps,
         floor_s=times["floor"], ours_s=times["ours"], ours_last_s=times["ours_last"],
         theirs_s=times["theirs"], clean_acc=accuracy(model, x, y),
-        ours_acc=accuracy(model, ours(), y), ours_last_acc=accuracy(model, ours_last(), y),
-        theirs_acc=accuracy(model, theirs(), y),
+        ours_acc=paired_accuracy(model, ours, y), ours_last_acc=paired_accuracy(model, ours_last, y),
+        theirs_acc=paired_accuracy(model, theirs, y),
         ours_acc_fixed_start=accuracy(model, ours(random_start=False), y),
         theirs_acc_fixed_start=accuracy(model, theirs(random_start=False), y),
     )
