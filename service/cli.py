@@ -175,37 +175,99 @@ class _Bars:
 @click.argument("spec", type=click.Path(dir_okay=False))
 @_overrides_option
 @click.option("--device", default=None, help="Override the spec's device (cpu, cuda, cuda:1).")
+@click.option("--force", is_flag=True, help="Run cells again even if identical ones succeeded.")
 @_friendly_errors
-def run(spec: str, overrides: Sequence[str], device: str | None) -> None:
-    """Run a spec in-process (no broker): one run per sweep cell, then print the results."""
+def run(spec: str, overrides: Sequence[str], device: str | None, force: bool) -> None:
+    """Run a spec in-process (no broker): one run per sweep cell, then print the results.
+
+    \b
+    Cells identical to a succeeded run (same content hash) are not run again: their results
+    are shown (--force runs them again). Cells identical to a queued or running run are left
+    to it; if that run was interrupted, `robustlab resume RUN` continues it from its last
+    checkpoint.
+    """
     from service.specs.loading import load_spec_file
 
     loaded = load_spec_file(spec, overrides)  # validate before touching the database (or torch)
     store = _store()
     from service import runner
-    from service.results import fetch_rows, to_table
-
-    progress = Progress(TextColumn("{task.description}"), BarColumn(),
-                        TextColumn("{task.percentage:>5.1f}%"), TimeElapsedColumn(),
-                        console=err, transient=False)
 
     def announce(runs: Sequence[Any]) -> None:
-        err.print(f"{loaded.spec.name}: {len(runs)} run(s): {' '.join(r.id for r in runs)}")
+        if runs:
+            err.print(f"{loaded.spec.name}: {len(runs)} run(s): {' '.join(r.id for r in runs)}")
 
-    with progress:
-        runs = runner.run_spec(loaded, store, device=device, on_progress=_Bars(progress),
-                               on_recorded=announce)
-    for item in runs:
-        line = f"{item.id} {item.status}"
-        if item.params:
-            line += " " + " ".join(f"{k}={v}" for k, v in item.params.items())
+    with _progress() as progress:
+        outcome = runner.run_spec(loaded, store, device=device, force=force,
+                                  on_progress=_Bars(progress), on_recorded=announce)
+    for item in outcome.done:
+        err.print(f"{_label(item, 'done')}: an identical run already succeeded (--force runs "
+                  "it again)", markup=False)
+    for item in outcome.pending:
+        err.print(f"{_label(item, item.status)}: an identical run is already {item.status}; if "
+                  f"it was interrupted, `robustlab resume {item.id}` continues it", markup=False)
+    _finish(store, outcome.executed, shown=[*outcome.executed, *outcome.done],
+            title=loaded.spec.name)
+
+
+@main.command()
+@click.argument("runs", nargs=-1, required=True)
+@click.option("--device", default=None, help="Override the run's device (cpu, cuda, cuda:1).")
+@click.option("--force", is_flag=True,
+              help="Resume a run marked running even though it wrote progress recently.")
+@_friendly_errors
+def resume(runs: Sequence[str], device: str | None, force: bool) -> None:
+    """Continue interrupted or failed runs in-process, from their last checkpoints.
+
+    \b
+    For a `robustlab run` stopped by Ctrl-C or a crash (still marked running), a failed run
+    whose cause is fixed, or a queued run without a worker. Results already written are kept
+    and not duplicated. A run marked running that wrote progress within the last two minutes
+    is refused (its process may be alive): --force overrides.
+    """
+    store = _store()
+    from service import runner
+
+    chosen = []
+    for run_id in runs:
+        item = store.get_run(run_id)
+        reason = runner.resumable(item, force=force)
+        if reason is None:
+            chosen.append(item)
+        else:
+            err.print(f"{item.id}: not resumed: {reason}", markup=False)
+    with _progress() as progress:
+        executed = [runner.execute_run(item.id, store, device=device, on_progress=_Bars(progress))
+                    for item in chosen]
+    _finish(store, executed, shown=executed, title="resumed")
+    if len(chosen) < len(runs):
+        raise SystemExit(EXIT_RUN_FAILED)
+
+
+def _progress() -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(),
+                    TextColumn("{task.percentage:>5.1f}%"), TimeElapsedColumn(),
+                    console=err, transient=False)
+
+
+def _label(item: Any, status: str) -> str:
+    """``RUN STATUS k=v ...``: a run and its sweep cell on one line."""
+    return " ".join([item.id, status, *(f"{k}={v}" for k, v in item.params.items())])
+
+
+def _finish(store: Any, executed: Sequence[Any], *, shown: Sequence[Any], title: str) -> None:
+    """One line per executed run, the results table of ``shown``; exit 1 if any did not succeed."""
+    from service.results import fetch_rows, to_table
+    from service.runner import first_line
+
+    for item in executed:
+        line = _label(item, item.status)
         if item.error:
-            line += f": {runner.first_line(item.error)}"
+            line += f": {first_line(item.error)}"
         (err if item.status != "succeeded" else out).print(line, markup=False)
-    rows = fetch_rows(store, run_ids=[r.id for r in runs])
+    rows = fetch_rows(store, run_ids=[r.id for r in shown]) if shown else []
     if rows:
-        out.print(to_table(rows, title=loaded.spec.name))
-    if any(item.status != "succeeded" for item in runs):
+        out.print(to_table(rows, title=title))
+    if any(item.status != "succeeded" for item in executed):
         raise SystemExit(EXIT_RUN_FAILED)
 
 

@@ -45,7 +45,7 @@ from kombu.utils.url import maybe_sanitize_url
 from service.settings import Settings, get_settings
 from service.specs.loading import LoadedSpec
 from service.specs.models import SPEC_KINDS
-from service.store.repository import NewRun, RunInfo, Store
+from service.store.repository import RunInfo, Store
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,6 @@ WORKER_DEVICE_ENV = "ROBUSTLAB_WORKER_DEVICE"
 """Set by ``robustlab worker --device``; the task reads it in the child process."""
 DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:\d+)?|mps")
 BROKER_CHECK_TIMEOUT_S = 3.0
-PENDING_STATUSES = ("queued", "running")
 POOL_MAINTENANCE_S = 0.2
 
 
@@ -147,7 +146,7 @@ def submit(loaded: LoadedSpec, store: Store | None = None, *, queue: str | None 
 
 def _submit(loaded: LoadedSpec, store: Store, connection: Connection, queue: str,
             force: bool) -> Submission:
-    from service.runner import plan_runs  # imports torch: only when something is submitted
+    from service.runner import plan_runs, triage  # imports torch: only when submitting
 
     spec = loaded.spec
     spec_id, planned = plan_runs(loaded, queue=queue)
@@ -159,32 +158,6 @@ def _submit(loaded: LoadedSpec, store: Store, connection: Connection, queue: str
         queued = store.add_runs(spec_id, new)
         publish(connection, queued, queue, store)
     return Submission(spec.name, spec_id, queue, queued, done, pending)
-
-
-def triage(planned: Sequence[NewRun], existing: Sequence[RunInfo], *,
-           force: bool) -> tuple[list[NewRun], list[RunInfo], list[RunInfo]]:
-    """Split planned cells into (to record, already done, already pending) by content hash.
-
-    ``existing`` are runs of the same experiment (a hash covers the name, so identical cells
-    always share it). Failed and cancelled runs do not count: their cells run again.
-    """
-    by_hash: dict[str, list[RunInfo]] = {}
-    for run in existing:
-        by_hash.setdefault(run.spec_hash, []).append(run)
-    new: list[NewRun] = []
-    done: list[RunInfo] = []
-    pending: list[RunInfo] = []
-    for cell in planned:
-        runs = by_hash.get(cell.spec_hash, [])
-        succeeded = [run for run in runs if run.status == "succeeded"]
-        in_flight = [run for run in runs if run.status in PENDING_STATUSES]
-        if in_flight:
-            pending.append(in_flight[0])
-        elif succeeded and not force:
-            done.append(succeeded[0])
-        else:
-            new.append(cell)
-    return new, done, pending
 
 
 def publish(connection: Connection, runs: Sequence[RunInfo], queue: str, store: Store) -> None:

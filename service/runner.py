@@ -18,6 +18,7 @@ import traceback
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from functools import lru_cache
 from importlib import metadata
 from pathlib import Path
@@ -53,10 +54,28 @@ _PACKAGES = ("robustlab", "torch", "torchvision", "numpy", "scipy", "pydantic", 
              "celery")
 
 
+PENDING_STATUSES = ("queued", "running")
+STALE_AFTER_S = 120.0
+"""A 'running' run with no progress written for this long has lost its process (it writes at
+least every few seconds while it works), so it may be resumed."""
+
+
 @dataclass(frozen=True)
 class Recorded:
     spec_id: str
     runs: list[RunInfo]
+
+
+@dataclass(frozen=True)
+class SpecRuns:
+    """What ``run_spec`` did with each cell of a spec."""
+
+    executed: list[RunInfo]
+    """Recorded now and run to an end state."""
+    done: list[RunInfo]
+    """An identical cell had already succeeded: not run again (``force`` runs it again)."""
+    pending: list[RunInfo]
+    """An identical cell is queued or running (in a worker, or interrupted): not run twice."""
 
 
 def new_run_id() -> str:
@@ -253,15 +272,82 @@ def execute_run(run_id: str, store: Store, *, device: str | None = None,
     return store.finish_run(run.id, "succeeded")
 
 
-def run_spec(loaded: LoadedSpec, store: Store, *, device: str | None = None,
+def triage(planned: Sequence[NewRun], existing: Sequence[RunInfo], *,
+           force: bool) -> tuple[list[NewRun], list[RunInfo], list[RunInfo]]:
+    """Split planned cells into (to record, already done, already pending) by content hash.
+
+    ``existing`` are runs of the same experiment (a hash covers the name, so identical cells
+    always share it). Failed and cancelled runs do not count: their cells run again.
+    """
+    by_hash: dict[str, list[RunInfo]] = {}
+    for run in existing:
+        by_hash.setdefault(run.spec_hash, []).append(run)
+    new: list[NewRun] = []
+    done: list[RunInfo] = []
+    pending: list[RunInfo] = []
+    for cell in planned:
+        runs = by_hash.get(cell.spec_hash, [])
+        succeeded = [run for run in runs if run.status == "succeeded"]
+        in_flight = [run for run in runs if run.status in PENDING_STATUSES]
+        if in_flight:
+            pending.append(in_flight[0])
+        elif succeeded and not force:
+            done.append(succeeded[0])
+        else:
+            new.append(cell)
+    return new, done, pending
+
+
+def run_spec(loaded: LoadedSpec, store: Store, *, device: str | None = None, force: bool = False,
              on_progress: ProgressFn | None = None,
-             on_recorded: Callable[[Sequence[RunInfo]], None] | None = None) -> list[RunInfo]:
-    """Record every grid cell of a spec and execute them one after the other, in-process."""
-    recorded = record(loaded, store)
+             on_recorded: Callable[[Sequence[RunInfo]], None] | None = None) -> SpecRuns:
+    """Record the new grid cells of a spec and execute them one after the other, in-process.
+
+    Cells identical to a succeeded run are not run again unless ``force``; cells identical to a
+    queued or running one are left to it (``resume`` continues an interrupted one).
+    """
+    spec: SpecBase = loaded.spec
+    spec_id, planned = plan_runs(loaded)
+    new, done, pending = triage(planned, store.list_runs(experiment=spec.name), force=force)
+    runs: list[RunInfo] = []
+    if new:
+        store.add_spec(spec_id, spec.name, spec.kind, loaded.source_path, loaded.source_yaml,
+                       spec.model_dump(mode="json"))
+        runs = store.add_runs(spec_id, new)
     if on_recorded:
-        on_recorded(recorded.runs)
-    return [execute_run(run.id, store, device=device, on_progress=on_progress)
-            for run in recorded.runs]
+        on_recorded(runs)
+    executed = [execute_run(run.id, store, device=device, on_progress=on_progress)
+                for run in runs]
+    return SpecRuns(executed, done, pending)
+
+
+def seconds_since_heartbeat(run: RunInfo) -> float | None:
+    """How long ago the run last wrote progress; ``None`` if it never did."""
+    beat = run.heartbeat_at or run.started_at
+    if beat is None:
+        return None
+    if beat.tzinfo is None:  # SQLite hands back naive UTC datetimes
+        beat = beat.replace(tzinfo=UTC)
+    return (datetime.now(UTC) - beat).total_seconds()
+
+
+def resumable(run: RunInfo, *, force: bool = False) -> str | None:
+    """Why ``run`` cannot be resumed in this process now, or ``None`` if it can.
+
+    Queued and failed runs can be; a running one only once its process is gone (no heartbeat for
+    ``STALE_AFTER_S``), or with ``force``: two processes on one run would fight over its
+    checkpoints.
+    """
+    if run.status == "succeeded":
+        return "already succeeded"
+    if run.status == "cancelled":
+        return "cancelled (run the spec again to start it afresh)"
+    if run.status == "running" and not force:
+        age = seconds_since_heartbeat(run)
+        if age is not None and age < STALE_AFTER_S:
+            return (f"still running on {run.host or 'an unknown host'} (progress written "
+                    f"{age:.0f} s ago); --force if its process is gone")
+    return None
 
 
 def first_line(error: str | None) -> str:

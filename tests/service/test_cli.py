@@ -162,3 +162,66 @@ def test_db_downgrade_and_upgrade(migrated: Path) -> None:
     assert "base" in current
     robustlab("db", "upgrade", cwd=migrated, check=True)
     assert "base (empty)" not in robustlab("db", "current", cwd=migrated, check=True).stdout
+
+
+def test_running_an_identical_spec_again_shows_its_results_instead(migrated: Path) -> None:
+    spec = REPO / "specs" / "paper" / "e1_theory.yaml"
+    robustlab("run", str(spec), *SMALL_E1, cwd=migrated, check=True)
+    (first,) = json.loads(robustlab("runs", "--format", "json", cwd=migrated, check=True).stdout)
+
+    again = robustlab("run", str(spec), *SMALL_E1, cwd=migrated, check=True)
+    assert f"{first['id']} done" in again.stderr and "--force" in again.stderr
+    assert first["id"] in again.stdout and "svm" in again.stdout  # its results, not a new run
+    assert len(json.loads(robustlab("runs", "--format", "json", cwd=migrated).stdout)) == 1
+
+    robustlab("run", str(spec), *SMALL_E1, "--force", cwd=migrated, check=True)
+    assert len(json.loads(robustlab("runs", "--format", "json", cwd=migrated).stdout)) == 2
+
+
+def test_an_interrupted_run_is_resumed_from_its_last_checkpoint(migrated: Path) -> None:
+    from tests.science.conftest import cached_data_dir
+    from tests.workers.helpers import train_spec, wait_for
+    from workers.science.data_fetch import fetch
+
+    data_dir = cached_data_dir()
+    fetch("mnist", data_dir)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ROBUSTLAB_")}
+    env |= {"ROBUSTLAB_DATA_DIR": str(data_dir), "OMP_NUM_THREADS": "1"}
+    spec = migrated / "interrupted.yaml"
+    spec.write_text(train_spec("interrupted", epochs=6))
+
+    def show() -> list[dict[str, object]]:
+        return json.loads(robustlab("runs", "--format", "json", cwd=migrated, env=env).stdout)
+
+    first = subprocess.Popen([ROBUSTLAB, "run", str(spec)], cwd=migrated, env=env,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        checkpoints = migrated / "runs"
+        wait_for(lambda: list(checkpoints.glob("*/checkpoints/epoch-0002.pt")), 240,
+                 "the second checkpoint", interval=0.1)
+    finally:
+        first.kill()  # SIGKILL: no chance to record anything
+        first.wait()
+    (run,) = show()
+    assert run["status"] == "running"
+    kept = {path.name: path.stat().st_mtime_ns
+            for path in checkpoints.glob(f"{run['id']}/checkpoints/epoch-000[12].pt")}
+    assert len(kept) == 2
+
+    again = robustlab("run", str(spec), cwd=migrated, env=env, check=True)
+    assert f"robustlab resume {run['id']}" in again.stderr and len(show()) == 1
+
+    refused = robustlab("resume", str(run["id"]), cwd=migrated, env=env)
+    assert refused.returncode == 1 and "--force" in refused.stderr  # it wrote progress just now
+
+    resumed = robustlab("resume", str(run["id"]), "--force", cwd=migrated, env=env, check=True)
+    assert f"{run['id']} succeeded" in resumed.stdout
+    (done,) = show()
+    assert done["status"] == "succeeded" and done["attempts"] == 2
+    for name, mtime in kept.items():  # resumed after them, not trained again from scratch
+        assert (checkpoints / str(run["id"]) / "checkpoints" / name).stat().st_mtime_ns == mtime
+    rows = json.loads(robustlab("results", "--experiment", "interrupted", "--format", "json",
+                                cwd=migrated, env=env, check=True).stdout)
+    assert sorted(row["attack"] for row in rows) == ["none", "pgd", "worst_case"]
+    resumed_again = robustlab("resume", str(run["id"]), cwd=migrated, env=env)
+    assert resumed_again.returncode == 1 and "already succeeded" in resumed_again.stderr
