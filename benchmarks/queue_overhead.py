@@ -98,7 +98,7 @@ class Bench:
 
     def in_process_seconds(self, loaded: LoadedSpec) -> float:
         """Recorded and executed in this process (runner and store, no queue, no new process)."""
-        (run,) = record(loaded, self.store).runs
+        (run,) = record(loaded, self.store, force=True).runs
         start = time.perf_counter()
         ended = execute_run(run.id, self.store, device="cpu", settings=self.settings)
         elapsed = time.perf_counter() - start

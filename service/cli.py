@@ -205,8 +205,7 @@ def run(spec: str, overrides: Sequence[str], device: str | None, force: bool) ->
     for item in outcome.pending:
         err.print(f"{_label(item, item.status)}: an identical run is already {item.status}; if "
                   f"it was interrupted, `robustlab resume {item.id}` continues it", markup=False)
-    _finish(store, outcome.executed, shown=[*outcome.executed, *outcome.done],
-            title=loaded.spec.name)
+    _finish(store, outcome.runs, shown=[*outcome.runs, *outcome.done], title=loaded.spec.name)
 
 
 @main.command()

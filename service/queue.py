@@ -146,18 +146,13 @@ def submit(loaded: LoadedSpec, store: Store | None = None, *, queue: str | None 
 
 def _submit(loaded: LoadedSpec, store: Store, connection: Connection, queue: str,
             force: bool) -> Submission:
-    from service.runner import plan_runs, triage  # imports torch: only when submitting
+    from service.runner import record  # imports torch: only when something is submitted
 
-    spec = loaded.spec
-    spec_id, planned = plan_runs(loaded, queue=queue)
-    new, done, pending = triage(planned, store.list_runs(experiment=spec.name), force=force)
-    queued: list[RunInfo] = []
-    if new:
-        store.add_spec(spec_id, spec.name, spec.kind, loaded.source_path, loaded.source_yaml,
-                       spec.model_dump(mode="json"))
-        queued = store.add_runs(spec_id, new)
-        publish(connection, queued, queue, store)
-    return Submission(spec.name, spec_id, queue, queued, done, pending)
+    recorded = record(loaded, store, queue=queue, force=force)
+    if recorded.runs:
+        publish(connection, recorded.runs, queue, store)
+    return Submission(loaded.spec.name, recorded.spec_id, queue, recorded.runs, recorded.done,
+                      recorded.pending)
 
 
 def publish(connection: Connection, runs: Sequence[RunInfo], queue: str, store: Store) -> None:

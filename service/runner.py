@@ -17,7 +17,7 @@ import time
 import traceback
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from functools import lru_cache
 from importlib import metadata
@@ -62,20 +62,15 @@ least every few seconds while it works), so it may be resumed."""
 
 @dataclass(frozen=True)
 class Recorded:
+    """What ``record`` did with each cell of a spec."""
+
     spec_id: str
     runs: list[RunInfo]
-
-
-@dataclass(frozen=True)
-class SpecRuns:
-    """What ``run_spec`` did with each cell of a spec."""
-
-    executed: list[RunInfo]
-    """Recorded now and run to an end state."""
+    """Recorded now, queued."""
     done: list[RunInfo]
-    """An identical cell had already succeeded: not run again (``force`` runs it again)."""
+    """An identical cell had already succeeded: not recorded again (unless ``force``)."""
     pending: list[RunInfo]
-    """An identical cell is queued or running (in a worker, or interrupted): not run twice."""
+    """An identical cell is queued or running (in a worker, or interrupted): not recorded."""
 
 
 def new_run_id() -> str:
@@ -102,15 +97,22 @@ def plan_runs(loaded: LoadedSpec, *, queue: str | None = None) -> tuple[str, lis
     return spec_hash(spec), runs
 
 
-def record(loaded: LoadedSpec, store: Store, *, queue: str | None = None) -> Recorded:
-    """Write the spec and one queued run per grid cell, in one transaction for the runs."""
-    spec_id, runs = plan_runs(loaded, queue=queue)
+def record(loaded: LoadedSpec, store: Store, *, queue: str | None = None,
+           force: bool = False) -> Recorded:
+    """Write the spec and one queued run per grid cell that has no identical run yet.
+
+    Cells identical to a succeeded run are reported as done unless ``force``; cells identical
+    to a queued or running run are reported as pending and never recorded twice.
+    """
     spec: SpecBase = loaded.spec
-    store.add_spec(
-        spec_id, spec.name, spec.kind, loaded.source_path, loaded.source_yaml,
-        spec.model_dump(mode="json"),
-    )
-    return Recorded(spec_id, store.add_runs(spec_id, runs))
+    spec_id, planned = plan_runs(loaded, queue=queue)
+    new, done, pending = triage(planned, store.list_runs(experiment=spec.name), force=force)
+    runs: list[RunInfo] = []
+    if new:
+        store.add_spec(spec_id, spec.name, spec.kind, loaded.source_path, loaded.source_yaml,
+                       spec.model_dump(mode="json"))
+        runs = store.add_runs(spec_id, new)
+    return Recorded(spec_id, runs, done, pending)
 
 
 def resolve_device(requested: str) -> torch.device:
@@ -300,25 +302,19 @@ def triage(planned: Sequence[NewRun], existing: Sequence[RunInfo], *,
 
 def run_spec(loaded: LoadedSpec, store: Store, *, device: str | None = None, force: bool = False,
              on_progress: ProgressFn | None = None,
-             on_recorded: Callable[[Sequence[RunInfo]], None] | None = None) -> SpecRuns:
+             on_recorded: Callable[[Sequence[RunInfo]], None] | None = None) -> Recorded:
     """Record the new grid cells of a spec and execute them one after the other, in-process.
 
-    Cells identical to a succeeded run are not run again unless ``force``; cells identical to a
-    queued or running one are left to it (``resume`` continues an interrupted one).
+    Returns what ``record`` did, with ``runs`` in their end states. Cells identical to a
+    succeeded run are not run again unless ``force``; cells identical to a queued or running one
+    are left to it (``resume`` continues an interrupted one).
     """
-    spec: SpecBase = loaded.spec
-    spec_id, planned = plan_runs(loaded)
-    new, done, pending = triage(planned, store.list_runs(experiment=spec.name), force=force)
-    runs: list[RunInfo] = []
-    if new:
-        store.add_spec(spec_id, spec.name, spec.kind, loaded.source_path, loaded.source_yaml,
-                       spec.model_dump(mode="json"))
-        runs = store.add_runs(spec_id, new)
+    recorded = record(loaded, store, force=force)
     if on_recorded:
-        on_recorded(runs)
+        on_recorded(recorded.runs)
     executed = [execute_run(run.id, store, device=device, on_progress=on_progress)
-                for run in runs]
-    return SpecRuns(executed, done, pending)
+                for run in recorded.runs]
+    return replace(recorded, runs=executed)
 
 
 def seconds_since_heartbeat(run: RunInfo) -> float | None:
