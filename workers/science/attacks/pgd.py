@@ -144,7 +144,8 @@ def pgd(
             ball = threat_model(norm, x[index], eps, step_size)
             start = ball.random_perturb(ball.x0, generator) if random_start else ball.x0.clone()
             if not best_iterate and restarts == 1:  # nothing to compare: skip the scoring
-                return _last_iterate(model, ball, start, y[index], steps, objective)
+                return _one_run(model, ball, start, y[index], steps, objective, early_stop,
+                                track=False, score_last=False).x
             outcome = _one_run(model, ball, start, y[index], steps, objective, early_stop,
                                track=best_iterate)
             worst.merge(index, outcome)
@@ -168,13 +169,15 @@ def _one_run(
     early_stop: bool,
     *,
     track: bool = True,
+    score_last: bool = True,
 ) -> _Worst:
     """One PGD run from ``x_adv``: ``steps`` gradient steps, tracking the worst iterate.
 
     Each forward that gives a gradient also scores its own point, so the iterates x_0 ..
     x_{steps-1} cost no extra pass; the last iterate gets one gradient-free forward. The
     ascent is on the score (minus the loss when targeted), so one step rule serves both.
-    Without ``track`` only the last iterate counts (scored, to compare restarts).
+    Without ``track`` only the last iterate counts; without ``score_last`` it is returned
+    unscored (Madry et al.'s loop: nothing to compare it with when there is one restart).
     """
     worst = _Worst.start(x_adv)
     for _ in range(steps):
@@ -188,24 +191,11 @@ def _one_run(
             if early_stop and bool(worst.success.all()):
                 return worst
         x_adv = ball.project(ball.step(x_adv, grad))
+    if not score_last:
+        worst.x = x_adv
+        return worst
     with torch.no_grad():
         score, success = objective.evaluate(model(x_adv), y)
     worst.update(x_adv, score, success)
     return worst
 
-
-def _last_iterate(
-    model: nn.Module,
-    ball: ThreatModel,
-    x_adv: torch.Tensor,
-    y: torch.Tensor,
-    steps: int,
-    objective: _Objective,
-) -> torch.Tensor:
-    """Madry et al.'s loop: ``steps`` gradient steps from ``x_adv``, the last point returned."""
-    for _ in range(steps):
-        x_adv.requires_grad_(True)
-        score = objective.score(model(x_adv), y)  # (B,)
-        (grad,) = torch.autograd.grad(score.sum(), x_adv)  # (B, C, H, W)
-        x_adv = ball.project(ball.step(x_adv.detach(), grad))
-    return x_adv.detach()
