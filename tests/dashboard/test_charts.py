@@ -51,16 +51,18 @@ def test_figure1_standard_theory_model_starts_each_norm_curve(evaluations: pd.Da
     assert list(averaging["train_norm"]) == [charts.STANDARD_NORM], "no robust run to join"
 
 
-def test_figure1_averages_repeated_runs() -> None:
+def test_figure1_averages_repeated_runs_within_an_experiment_only() -> None:
     rows = pd.DataFrame([
-        {"run_id": r, "dataset": "mnist", "model": "m", "train_norm": "linf", "train_eps": 0.3,
-         "attack": "none", "eval_eps": 0.0, "variant": "", "accuracy": a, "n": 100}
-        for r, a in (("a", 0.8), ("b", 0.9))
+        {"run_id": r, "experiment": e, "dataset": "mnist", "model": "m", "train_norm": "linf",
+         "train_eps": 0.3, "attack": "none", "eval_eps": 0.0, "variant": "", "accuracy": a,
+         "n": 100}
+        for r, e, a in (("a", "e2", 0.8), ("b", "e2", 0.9), ("c", "quickstart", 0.5))
     ])
-    data = charts.figure1_data(rows)
-    assert len(data) == 1
-    assert data["accuracy"].item() == pytest.approx(0.85)
-    assert data["runs"].item() == 2 and data["n"].item() == 200
+    data = charts.figure1_data(rows).set_index("experiment")
+    assert len(data) == 2
+    assert data.loc["e2", "accuracy"] == pytest.approx(0.85)
+    assert data.loc["e2", "runs"] == 2 and data.loc["e2", "n"] == 200
+    assert data.loc["quickstart", "accuracy"] == 0.5 and data.loc["quickstart", "runs"] == 1
 
 
 def test_pairs_put_each_attack_beside_its_models_standard_accuracy(
