@@ -142,7 +142,8 @@ def test_the_worker_parent_holds_torch_but_no_cuda(deployment: Deployment) -> No
 
 def test_cancel_stops_a_running_run_and_a_queued_one_never_starts(
         deployment: Deployment) -> None:
-    long = deployment.submit(train_spec("worker_cancel_train", epochs=40)).queued[0]
+    # Long enough that the cancel (a CLI process started after training began) lands early.
+    long = deployment.submit(train_spec("worker_cancel_train", epochs=200)).queued[0]
     waiting = deployment.submit(theory_spec("worker_cancel_theory")).queued[0]
     wait_for(lambda: deployment.run(long.id).progress > 0, RUN_TIMEOUT, "training to start")
 
@@ -156,6 +157,7 @@ def test_cancel_stops_a_running_run_and_a_queued_one_never_starts(
     ]
     stopped = deployment.wait_status(long.id, "cancelled", "succeeded", "failed")
     assert stopped.status == "cancelled" and stopped.progress < 0.5
+    assert not deployment.store.results(run_ids=[long.id]), "cancelled before its evaluation"
     wait_for(_queue_drained, 60, "the cancelled run's task to be delivered and acknowledged")
     never = deployment.run(waiting.id)
     assert (never.status, never.attempts, never.started_at) == ("cancelled", 0, None)
