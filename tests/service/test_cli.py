@@ -178,15 +178,12 @@ def test_running_an_identical_spec_again_shows_its_results_instead(migrated: Pat
     assert len(json.loads(robustlab("runs", "--format", "json", cwd=migrated).stdout)) == 2
 
 
-def test_an_interrupted_run_is_resumed_from_its_last_checkpoint(migrated: Path) -> None:
-    from tests.science.conftest import cached_data_dir
+def test_an_interrupted_run_is_resumed_from_its_last_checkpoint(migrated: Path,
+                                                                mnist_data_dir: Path) -> None:
     from tests.workers.helpers import train_spec, wait_for
-    from workers.science.data_fetch import fetch
 
-    data_dir = cached_data_dir()
-    fetch("mnist", data_dir)
     env = {k: v for k, v in os.environ.items() if not k.startswith("ROBUSTLAB_")}
-    env |= {"ROBUSTLAB_DATA_DIR": str(data_dir), "OMP_NUM_THREADS": "1"}
+    env |= {"ROBUSTLAB_DATA_DIR": str(mnist_data_dir), "OMP_NUM_THREADS": "1"}
     spec = migrated / "interrupted.yaml"
     spec.write_text(train_spec("interrupted", epochs=6))
 

@@ -18,17 +18,7 @@ from service.settings import Settings
 from service.store import migrate
 from service.store.repository import Store
 from service.store.storage import LocalStorage
-from tests.science.conftest import cached_data_dir
 from tests.workers.helpers import TEST_REDIS, Processes, flush_redis
-from workers.science.data_fetch import fetch
-
-
-@pytest.fixture(scope="session")
-def mnist_dir() -> Path:
-    """A data directory with real MNIST digits (see ``tests/science/conftest.py``)."""
-    data_dir = cached_data_dir()
-    fetch("mnist", data_dir)
-    return data_dir
 
 
 @pytest.fixture
@@ -69,8 +59,8 @@ def settings_of(env: dict[str, str]) -> Settings:
 
 
 @pytest.fixture
-def env(pg_url: str, redis_url: str, tmp_path: Path, mnist_dir: Path) -> dict[str, str]:
-    return queue_env(pg_url, redis_url, tmp_path, mnist_dir)
+def env(pg_url: str, redis_url: str, tmp_path: Path, mnist_data_dir: Path) -> dict[str, str]:
+    return queue_env(pg_url, redis_url, tmp_path, mnist_data_dir)
 
 
 @pytest.fixture

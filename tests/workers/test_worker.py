@@ -88,12 +88,12 @@ def database() -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def deployment(database: str, tmp_path_factory: pytest.TempPathFactory,
-               mnist_dir: Path) -> Iterator[Deployment]:
+               mnist_data_dir: Path) -> Iterator[Deployment]:
     directory = tmp_path_factory.mktemp("deployment")
     parsed = make_url(database)
     proxy = TcpProxy((parsed.host or "127.0.0.1", parsed.port or 5432))
     proxy.open()
-    env = queue_env(database, TEST_REDIS, directory, mnist_dir)
+    env = queue_env(database, TEST_REDIS, directory, mnist_data_dir)
     worker_env = {
         "ROBUSTLAB_DATABASE_URL": parsed.set(host="127.0.0.1", port=proxy.port)
         .render_as_string(hide_password=False),
