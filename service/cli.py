@@ -219,9 +219,9 @@ def resume(runs: Sequence[str], device: str | None, force: bool) -> None:
 
     \b
     For a `robustlab run` stopped by Ctrl-C or a crash (still marked running), a failed run
-    whose cause is fixed, or a queued run without a worker. Results already written are kept
-    and not duplicated. A run marked running that wrote progress within the last two minutes
-    is refused (its process may be alive): --force overrides.
+    whose cause is fixed. Results already written are kept and not duplicated. Refused unless
+    --force: a run marked running that wrote progress within the last two minutes (its process
+    may be alive), and a run queued on a broker's queue (a worker will take it).
     """
     store = _store()
     from service import runner

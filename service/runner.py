@@ -330,14 +330,18 @@ def seconds_since_heartbeat(run: RunInfo) -> float | None:
 def resumable(run: RunInfo, *, force: bool = False) -> str | None:
     """Why ``run`` cannot be resumed in this process now, or ``None`` if it can.
 
-    Queued and failed runs can be; a running one only once its process is gone (no heartbeat for
-    ``STALE_AFTER_S``), or with ``force``: two processes on one run would fight over its
-    checkpoints.
+    Failed runs and runs queued without a broker can be. A run queued on a broker's queue is
+    a worker's to take, and a running one can be resumed only once its process is gone (no
+    heartbeat for ``STALE_AFTER_S``), unless ``force``: two processes on one run would fight
+    over its checkpoints.
     """
     if run.status == "succeeded":
         return "already succeeded"
     if run.status == "cancelled":
         return "cancelled (run the spec again to start it afresh)"
+    if run.status == "queued" and run.queue is not None and not force:
+        return (f"queued on {run.queue!r}: a `robustlab worker` will take it (`robustlab "
+                "cancel` it first, or --force if its message is lost)")
     if run.status == "running" and not force:
         age = seconds_since_heartbeat(run)
         if age is not None and age < STALE_AFTER_S:

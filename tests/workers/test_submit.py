@@ -103,6 +103,10 @@ def test_cli_submit_prints_run_ids_and_reports_duplicates(
     assert sorted(line.split()[0] for line in second.stdout.splitlines()) == sorted(printed)
     assert queue_length(env["ROBUSTLAB_BROKER_URL"], "cpu") == 2
 
+    taken = robustlab("resume", printed[0], env=env, cwd=tmp_path)  # a worker's to take
+    assert taken.returncode == 1 and "queued on 'cpu'" in taken.stderr
+    assert store.get_run(printed[0]).status == "queued"
+
 
 def test_broker_down_is_one_line_exit_2_and_records_nothing(
         env: dict[str, str], store: Store, tmp_path: Path) -> None:
