@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     CheckConstraint,
     DateTime,
@@ -87,7 +88,9 @@ class Run(Base):
     progress: Mapped[float] = mapped_column(Float, default=0.0)
     stage: Mapped[str | None] = mapped_column(Text)
     error: Mapped[str | None] = mapped_column(Text)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), index=True
+    )
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -95,8 +98,10 @@ class Run(Base):
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     queue: Mapped[str | None] = mapped_column(String(64))
     task_id: Mapped[str | None] = mapped_column(String(64))
+    submitted_by: Mapped[str | None] = mapped_column(String(255))
+    """The OIDC e-mail (dashboard) or the OS user (CLI) that recorded the run."""
     # provenance
-    seed: Mapped[int] = mapped_column(Integer, default=0)
+    seed: Mapped[int] = mapped_column(BigInteger, default=0)
     git_sha: Mapped[str | None] = mapped_column(String(64))
     package_versions: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     host: Mapped[str | None] = mapped_column(String(255))
@@ -126,6 +131,8 @@ class Evaluation(Base):
     split: Mapped[str] = mapped_column(String(16))
     train_norm: Mapped[str | None] = mapped_column(String(8))
     train_eps: Mapped[float] = mapped_column(Float)
+    train_method: Mapped[str | None] = mapped_column(String(16))
+    """The training adversary's method (pgd, trades, fgsm_rs); NULL on rows older than 0003."""
     eval_norm: Mapped[str | None] = mapped_column(String(8))
     eval_eps: Mapped[float] = mapped_column(Float)
     attack: Mapped[str] = mapped_column(String(32))
