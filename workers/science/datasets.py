@@ -19,7 +19,6 @@ On-disk formats are torchvision's own, so a tree that torchvision downloaded wor
 from __future__ import annotations
 
 import hashlib
-import pickle
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +31,7 @@ from torchvision import transforms
 from torchvision.transforms import v2
 
 from service.specs.models import DatasetConfig
+from workers.science.safe_pickle import load_cifar_batch
 
 # --------------------------------------------------------------------------- the registry
 
@@ -338,9 +338,12 @@ def _mnist_like(cfg: DatasetConfig, root: Path, *, train: bool) -> ImageTensorDa
 
 
 def _read_cifar_batch(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
-    """One ``cifar-10-batches-py`` pickle: ``data`` (N, 3072) uint8 rows, ``labels`` (N,)."""
-    with path.open("rb") as handle:
-        entry: dict[str, Any] = pickle.load(handle, encoding="latin1")
+    """One ``cifar-10-batches-py`` pickle: ``data`` (N, 3072) uint8 rows, ``labels`` (N,).
+
+    Read by the restricted unpickler: ``dataset.root`` may point anywhere, and a plain
+    ``pickle.load`` would run whatever code the file holds.
+    """
+    entry = load_cifar_batch(path)
     images = torch.as_tensor(entry["data"], dtype=torch.uint8).reshape(-1, 3, 32, 32)
     return images, torch.as_tensor(entry["labels"], dtype=torch.int64)
 
