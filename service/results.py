@@ -11,12 +11,14 @@ import io
 import json
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 from rich.table import Table
 
 from service.store.repository import Store
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 COLUMNS = (
     "run_id", "experiment", "kind", "model", "dataset", "split", "train_norm", "train_eps",
@@ -37,6 +39,8 @@ def fetch_rows(store: Store, *, experiment: str | None = None,
 
 def results_frame(store: Store | None = None, *, experiment: str | None = None) -> pd.DataFrame:
     """The results as a DataFrame, for notebooks: ``results_frame(experiment="e1_theory")``."""
+    import pandas as pd  # half a second to import: only notebooks pay for it, not the CLI
+
     store = store or Store.from_settings()
     return pd.DataFrame(fetch_rows(store, experiment=experiment), columns=list(COLUMNS))
 

@@ -127,7 +127,7 @@ def test_broker_down_is_one_line_exit_2_and_records_nothing(
 def test_commands_and_the_task_module_import_no_torch() -> None:
     """`robustlab --help` stays fast, and the worker's parent decides when torch is imported
     (``service.queue.preload_science``: imported, CUDA never initialised)."""
-    code = ("import sys, service.cli, service.queue, service.queue_cli, workers.tasks; "
+    code = ("import sys, service.cli, service.queue, workers.tasks; "
             "print(sorted(m for m in ('torch', 'torchvision') if m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
                             text=True, timeout=120, check=True)

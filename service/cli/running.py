@@ -1,0 +1,144 @@
+"""In-process execution: ``run`` and ``resume``, with one progress bar per run.
+
+``service.runner`` imports torch and the science, so it is imported inside the two commands:
+``robustlab --help``, ``runs`` and ``results`` must not pay for torch (seconds) at start-up.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import click
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+
+from service.cli.common import (
+    EXIT_RUN_FAILED,
+    err,
+    first_line,
+    friendly_errors,
+    label,
+    open_store,
+    out,
+    overrides_option,
+)
+from service.results import fetch_rows, to_table
+from service.specs.loading import load_spec_file
+from service.store.repository import RunInfo, Store
+
+
+class _Bars:
+    """One rich progress bar per run, fed by the runner's progress callback.
+
+    Without a terminal (a log file, CI, nohup) bars cannot redraw, so a plain line is printed
+    instead whenever a run's stage changes or it passes another tenth of its work.
+    """
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+        self.tasks: dict[str, TaskID] = {}
+        self.logged: dict[str, tuple[str, int]] = {}
+
+    def __call__(self, run_id: str, fraction: float, stage: str) -> None:
+        if run_id not in self.tasks:
+            self.tasks[run_id] = self.progress.add_task(run_id, total=1.0)
+        self.progress.update(self.tasks[run_id], completed=fraction,
+                             description=f"{run_id} {stage}"[:60])
+        if not self.progress.console.is_terminal:
+            mark = (stage.split(" ")[0], int(10 * fraction))
+            if self.logged.get(run_id) != mark:
+                self.logged[run_id] = mark
+                self.progress.console.print(f"{run_id} {100 * fraction:5.1f}% {stage}",
+                                            markup=False, highlight=False)
+
+
+@click.command()
+@click.argument("spec", type=click.Path(dir_okay=False))
+@overrides_option
+@click.option("--device", default=None, help="Override the spec's device (cpu, cuda, cuda:1).")
+@click.option("--force", is_flag=True, help="Run cells again even if identical ones succeeded.")
+@friendly_errors
+def run(spec: str, overrides: Sequence[str], device: str | None, force: bool) -> None:
+    """Run a spec in-process (no broker): one run per sweep cell, then print the results.
+
+    \b
+    Cells identical to a succeeded run (same content hash) are not run again: their results
+    are shown (--force runs them again). Cells identical to a queued or running run are left
+    to it; if that run was interrupted, `robustlab resume RUN` continues it from its last
+    checkpoint.
+    """
+    loaded = load_spec_file(spec, overrides)  # validate before touching the database (or torch)
+    store = open_store()
+    from service import runner  # torch: only once the spec is known to be valid
+
+    def announce(runs: Sequence[RunInfo]) -> None:
+        if runs:
+            err.print(f"{loaded.spec.name}: {len(runs)} run(s): {' '.join(r.id for r in runs)}")
+
+    with _progress() as progress:
+        outcome = runner.run_spec(loaded, store, device=device, force=force,
+                                  on_progress=_Bars(progress), on_recorded=announce)
+    for item in outcome.done:
+        err.print(f"{label(item, 'done')}: an identical run already succeeded (--force runs "
+                  "it again)", markup=False)
+    for item in outcome.pending:
+        err.print(f"{label(item, item.status)}: an identical run is already {item.status}; if "
+                  f"it was interrupted, `robustlab resume {item.id}` continues it", markup=False)
+    _finish(store, outcome.runs, shown=[*outcome.runs, *outcome.done], title=loaded.spec.name)
+
+
+@click.command()
+@click.argument("runs", nargs=-1, required=True)
+@click.option("--device", default=None, help="Override the run's device (cpu, cuda, cuda:1).")
+@click.option("--force", is_flag=True,
+              help="Resume a run marked running even though it wrote progress recently.")
+@friendly_errors
+def resume(runs: Sequence[str], device: str | None, force: bool) -> None:
+    """Continue interrupted or failed runs in-process, from their last checkpoints.
+
+    \b
+    For a `robustlab run` stopped by Ctrl-C or a crash (still marked running), a failed run
+    whose cause is fixed. Results already written are kept and not duplicated. Refused unless
+    --force: a run marked running that wrote progress within the last two minutes (its process
+    may be alive), and a run queued on a broker's queue (a worker will take it).
+    """
+    store = open_store()
+    from service import runner  # torch: only when something is executed
+
+    chosen = []
+    for run_id in runs:
+        item = store.get_run(run_id)
+        reason = runner.resumable(item, force=force)
+        if reason is None:
+            chosen.append(item)
+        else:
+            err.print(f"{item.id}: not resumed: {reason}", markup=False)
+    with _progress() as progress:
+        executed = [runner.execute_run(item.id, store, device=device, on_progress=_Bars(progress))
+                    for item in chosen]
+    _finish(store, executed, shown=executed, title="resumed")
+    if len(chosen) < len(runs):
+        raise SystemExit(EXIT_RUN_FAILED)
+
+
+def _progress() -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(),
+                    TextColumn("{task.percentage:>5.1f}%"), TimeElapsedColumn(),
+                    console=err, transient=False)
+
+
+def _finish(store: Store, executed: Sequence[RunInfo], *, shown: Sequence[RunInfo],
+            title: str) -> None:
+    """One line per executed run, the results table of ``shown``; exit 1 if any did not succeed."""
+    for item in executed:
+        line = label(item, item.status)
+        if item.error:
+            line += f": {first_line(item.error)}"
+        (err if item.status != "succeeded" else out).print(line, markup=False)
+    rows = fetch_rows(store, run_ids=[r.id for r in shown]) if shown else []
+    if rows:
+        out.print(to_table(rows, title=title))
+    if any(item.status != "succeeded" for item in executed):
+        raise SystemExit(EXIT_RUN_FAILED)
+
+
+COMMANDS: list[click.Command] = [run, resume]

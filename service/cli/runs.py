@@ -1,0 +1,118 @@
+"""Run listings: ``runs`` (newest first) and ``runs show RUN``.
+
+Torch-free by design (a test checks ``sys.modules``): listing runs must start in well under a
+second, so nothing here imports the runner or the science.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+from rich.table import Table
+
+from service.cli.common import first_line, friendly_errors, open_store, out
+from service.results import fetch_rows, to_table
+from service.settings import get_settings
+from service.store.repository import RunInfo
+from service.store.status import RunStatus
+
+
+def run_dict(item: RunInfo) -> dict[str, Any]:
+    """A run as the JSON object of ``runs --format json`` (a contract: scripts parse it)."""
+    return {
+        "id": item.id, "experiment": item.experiment, "kind": item.kind, "cell": item.cell,
+        "params": item.params, "status": item.status, "progress": item.progress,
+        "stage": item.stage, "error": item.error, "spec_hash": item.spec_hash,
+        "seed": item.seed, "git_sha": item.git_sha, "host": item.host, "device": item.device,
+        "data_hash": item.data_hash, "package_versions": item.package_versions,
+        "provenance": item.provenance, "attempts": item.attempts, "queue": item.queue,
+        "created_at": item.created_at.isoformat() if item.created_at else None,
+        "started_at": item.started_at.isoformat() if item.started_at else None,
+        "finished_at": item.finished_at.isoformat() if item.finished_at else None,
+        "duration_s": item.duration_s,
+    }
+
+
+_COLOURS = {RunStatus.SUCCEEDED: "green", RunStatus.FAILED: "red", RunStatus.RUNNING: "yellow",
+            RunStatus.CANCELLED: "dim"}
+
+
+@click.group(invoke_without_command=True)
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
+              show_default=True)
+@click.option("--experiment", default=None, help="Only runs of this experiment.")
+@click.option("--status", default=None, type=click.Choice([s.value for s in RunStatus]))
+@click.option("--limit", default=50, show_default=True, help="Newest N runs (0: all).")
+@click.pass_context
+@friendly_errors
+def runs(ctx: click.Context, fmt: str, experiment: str | None, status: str | None,
+         limit: int) -> None:
+    """List runs, newest first. `robustlab runs show RUN` shows one."""
+    if ctx.invoked_subcommand is not None:
+        return
+    items = open_store().list_runs(experiment=experiment, status=status, limit=limit or None)
+    if fmt == "json":
+        click.echo(json.dumps([run_dict(i) for i in items], indent=2, default=str))
+        return
+    if not items:
+        out.print("no runs yet: try `robustlab run specs/quickstart.yaml`")
+        return
+    table = Table(header_style="bold")
+    for column in ("id", "experiment", "kind", "params", "status", "progress", "duration", "error"):
+        table.add_column(column)
+    for item in items:
+        table.add_row(
+            item.id, item.experiment, item.kind,
+            " ".join(f"{k}={v}" for k, v in item.params.items()),
+            f"[{_COLOURS.get(item.status, 'white')}]{item.status}[/]",  # type: ignore[call-overload]
+            f"{100 * item.progress:.0f}%",
+            f"{item.duration_s:.1f}s" if item.duration_s is not None else "",
+            first_line(item.error)[:60],
+        )
+    out.print(table)
+
+
+@runs.command("show")
+@click.argument("run_id")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
+              show_default=True)
+@friendly_errors
+def runs_show(run_id: str, fmt: str) -> None:
+    """Show one run (a unique prefix of its id is enough): status, provenance, results."""
+    store = open_store()
+    item = store.get_run(run_id)
+    rows = fetch_rows(store, run_ids=[item.id])
+    artifacts = store.artifacts(run_id=item.id)
+    checkpoints = store.list_checkpoints(run_id=item.id)
+    if fmt == "json":
+        data = run_dict(item) | {
+            "resolved_spec": item.resolved_spec, "results": rows,
+            "artifacts": [{"kind": a.kind, "name": a.name, "path": a.path, "sha256": a.sha256}
+                          for a in artifacts],
+            "checkpoints": [{"epoch": c.epoch, "path": c.path, "final": c.final}
+                            for c in checkpoints],
+        }
+        click.echo(json.dumps(data, indent=2, default=str))
+        return
+    info = run_dict(item)
+    for key in ("id", "experiment", "kind", "cell", "params", "status", "progress", "stage",
+                "created_at", "started_at", "finished_at", "duration_s", "attempts", "seed",
+                "spec_hash", "git_sha", "data_hash", "host", "device", "queue"):
+        if info.get(key) not in (None, "", {}):
+            out.print(f"[bold]{key:>12}[/bold]  {info[key]}")
+    out.print(f"[bold]{'packages':>12}[/bold]  "
+              + " ".join(f"{k}={v}" for k, v in item.package_versions.items()))
+    if item.error:
+        out.print(f"[bold red]{'error':>12}[/bold red]  {item.error.strip()}", markup=True)
+    if rows:
+        out.print(to_table(rows, title="results"))
+    for artifact in artifacts:
+        out.print(f"artifact  {artifact.kind:<14} {get_settings().artifact_dir / artifact.path}")
+    for checkpoint in checkpoints:
+        out.print(f"checkpoint epoch {checkpoint.epoch:<4} {checkpoint.path}"
+                  + (" (final)" if checkpoint.final else ""))
+
+
+COMMANDS: list[click.Command] = [runs]
