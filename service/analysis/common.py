@@ -1,0 +1,150 @@
+"""What every paper artefact shares: the shapes of its inputs, sampling tolerances, recency.
+
+The analysis layer takes plain data: evaluation rows as dicts (the keys of
+``service.results.COLUMNS``, from ``Store.results`` or a DataFrame's records), runs as
+anything with the attributes of ``RunFacts`` (``service.store.repository.RunInfo`` has them),
+metrics as anything with ``MetricFacts``'s. It imports no database, plotting or web code, so
+the report (matplotlib) and the dashboard (Altair) draw the very same numbers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+Row = dict[str, Any]
+"""One evaluation: run_id, experiment, kind, model, dataset, split, train_norm, train_eps,
+eval_norm, eval_eps, attack, steps, accuracy, n, variant (and train_method when recorded)."""
+
+SIGMAS = 4.0
+"""Standard errors a measured accuracy may stray from what a claim compares it with."""
+
+
+class RunFacts(Protocol):
+    """What the analysis needs of a run (``RunInfo`` has it; ``RunRecord`` builds it)."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def experiment(self) -> str: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def created_at(self) -> datetime: ...
+    @property
+    def seed(self) -> int: ...
+    @property
+    def resolved_spec(self) -> dict[str, Any]: ...
+    @property
+    def provenance(self) -> dict[str, Any]: ...
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """A plain ``RunFacts``, for callers that hold runs as table rows (the dashboard)."""
+
+    id: str
+    experiment: str
+    kind: str
+    created_at: datetime
+    seed: int = 0
+    resolved_spec: dict[str, Any] = field(default_factory=dict)
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_mapping(cls, row: Mapping[str, Any]) -> RunRecord:
+        """From a dict with ``id`` (or ``run_id``) and the other fields (missing ones empty)."""
+        return cls(id=str(row.get("id", row.get("run_id"))), experiment=str(row["experiment"]),
+                   kind=str(row["kind"]), created_at=row["created_at"],
+                   seed=int(row.get("seed") or 0),
+                   resolved_spec=dict(row.get("resolved_spec") or {}),
+                   provenance=dict(row.get("provenance") or {}))
+
+
+class MetricFacts(Protocol):
+    """What the analysis needs of a metric (``MetricInfo`` has it)."""
+
+    @property
+    def run_id(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def value(self) -> float: ...
+    @property
+    def tags(self) -> dict[str, Any]: ...
+
+
+def is_clean(row: Mapping[str, Any]) -> bool:
+    """Standard accuracy: no attack at radius 0."""
+    return row["attack"] == "none" and not row["eval_eps"]
+
+
+def norm_rank(norm: str | None) -> int:
+    """l_inf before l_2 (the paper's order), then anything else."""
+    return ("linf", "l2").index(norm) if norm in ("linf", "l2") else 2
+
+
+def newest_first(runs: Iterable[RunFacts]) -> list[RunFacts]:
+    """Runs from the newest to the oldest (ties by id, so the order is the same everywhere)."""
+    return sorted(runs, key=lambda run: (-run.created_at.timestamp(), run.id))
+
+
+def recency(runs: Iterable[RunFacts]) -> dict[str, int]:
+    """Run id -> position among the runs, 0 for the newest."""
+    return {run.id: index for index, run in enumerate(newest_first(runs))}
+
+
+def spec_key(run: RunFacts) -> str:
+    """The run's resolved spec without its seed: runs with the same key are repeats."""
+    spec = {key: value for key, value in run.resolved_spec.items() if key != "seed"}
+    return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def standard_error(accuracy: float, n: int) -> float:
+    """Binomial standard error, floored so that an accuracy of exactly 0 or 1 has one."""
+    n = max(n, 1)
+    return math.sqrt(max(accuracy * (1 - accuracy), 1 / n) / n)
+
+
+def tolerance(*measured: tuple[float, int]) -> float:
+    """``SIGMAS`` standard errors of a sum or difference of independent accuracies."""
+    return SIGMAS * math.sqrt(sum(standard_error(a, n) ** 2 for a, n in measured))
+
+
+def tag_matches(stored: Any, wanted: Any) -> bool:
+    """Tags went through JSON: compare numbers closely (0.3 == "0.3" too), the rest exactly."""
+    if isinstance(wanted, int | float) and isinstance(stored, int | float):
+        return math.isclose(float(stored), float(wanted), rel_tol=1e-9, abs_tol=1e-12)
+    if isinstance(wanted, int | float) or isinstance(stored, int | float):
+        return str(stored) == str(wanted)
+    return bool(stored == wanted)
+
+
+def named(metrics: Iterable[MetricFacts], name: str) -> list[MetricFacts]:
+    return [metric for metric in metrics if metric.name == name]
+
+
+def metric_value(metrics: Iterable[MetricFacts], **tags: Any) -> float | None:
+    """The value of the first metric whose tags have these values (numbers compared closely)."""
+    for metric in metrics:
+        if all(tag_matches(metric.tags.get(k), v) for k, v in tags.items()):
+            return metric.value
+    return None
+
+
+def rows_of(rows: Iterable[Row], run_ids: Iterable[str]) -> list[Row]:
+    ids = set(run_ids)
+    return [row for row in rows if row["run_id"] in ids]
+
+
+def mean_std(values: Sequence[float]) -> tuple[float, float | None]:
+    """Mean and sample standard deviation (``None`` for a single value)."""
+    mean = sum(values) / len(values)
+    if len(values) < 2:
+        return mean, None
+    return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))

@@ -1,0 +1,129 @@
+"""The report as a whole: sections in the paper's order, the claims table, provenance, and
+writing it out (Markdown, ``figures/*.png``, ``tables/*.tex``)."""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from service.analysis.claims import SIGMAS, VERDICT_LABELS, Claim
+from service.report.inputs import ReportInputs
+from service.report.render import FIGURES, claim_list, markdown_table
+from service.store.repository import ArtifactInfo, RunInfo
+
+
+@dataclass
+class Section:
+    """One part of the report: its Markdown, claims, figures and tables."""
+
+    title: str
+    markdown: list[str] = field(default_factory=list)
+    """Paragraphs, tables and image links, joined by blank lines."""
+    claims: list[Claim] = field(default_factory=list)
+    figures: dict[str, bytes] = field(default_factory=dict)
+    """Regenerated PNGs: file name under ``figures/`` -> bytes."""
+    copies: dict[str, ArtifactInfo] = field(default_factory=dict)
+    """The runs' own pictures: file name under ``figures/`` -> the artifact to copy."""
+    tables: dict[str, str] = field(default_factory=dict)
+    """LaTeX: file name under ``tables/`` -> text."""
+    run_ids: set[str] = field(default_factory=set)
+    """The runs whose numbers or pictures the section shows (for the provenance table)."""
+
+
+@dataclass
+class Report:
+    sections: list[Section]
+    inputs: ReportInputs
+    generated_at: datetime
+
+    @property
+    def claims(self) -> list[Claim]:
+        return [claim for section in self.sections for claim in section.claims]
+
+    def used_runs(self) -> list[RunInfo]:
+        ids = set().union(*(section.run_ids for section in self.sections))
+        return [run for run in self.inputs.runs if run.id in ids]
+
+    def markdown(self, figures: str = FIGURES) -> str:
+        """The Markdown; ``figures`` is the figures' directory relative to where it is read."""
+        parts = [self._header(), "## Claims", self._summary()]
+        for section in self.sections:
+            parts.append(f"## {section.title}")
+            parts += section.markdown
+            if section.claims:
+                parts.append(claim_list(section.claims))
+        parts += ["## Provenance", provenance_table(self.used_runs())]
+        text = "\n\n".join(parts) + "\n"
+        return text if figures == FIGURES else text.replace(f"]({FIGURES}/", f"]({figures}/")
+
+    def _header(self) -> str:
+        scope = (", ".join(f"`{name}`" for name in self.inputs.experiments)
+                 if self.inputs.experiments else "all experiments")
+        left_out = ", ".join(f"{count} {status}" for status, count
+                             in sorted(self.inputs.left_out.items()))
+        return "\n".join([
+            '# robustlab report: "Robustness may be at odds with accuracy"',
+            "",
+            f"Generated {self.generated_at:%Y-%m-%d %H:%M} UTC from {len(self.inputs.runs)} "
+            f"succeeded run(s) of {scope}"
+            + (f"; left out (not succeeded): {left_out}." if left_out else "."),
+            "Accuracies are percentages of the test split unless a column says otherwise. "
+            f"Claims allow {SIGMAS:g} standard errors of sampling noise. Each claim names the "
+            "scale of its evidence (training examples, epochs, test examples); below the "
+            "paper's scale its verdict says \"(reduced scale)\". Figure 1 averages repeats "
+            "(runs of one spec that differ only by the seed; mean ± std) and uses the newest "
+            "spec of each cell; elsewhere the newest run is used.",
+        ])
+
+    def _summary(self) -> str:
+        rows = [[str(i), claim.section, claim.text, claim.label, claim.evidence,
+                 claim.scale_text()] for i, claim in enumerate(self.claims, 1)]
+        counts = Counter(claim.verdict for claim in self.claims)
+        reduced = sum(claim.reduced for claim in self.claims)
+        totals = ", ".join(f"{counts[v]} {VERDICT_LABELS[v]}" for v in VERDICT_LABELS)
+        totals += f" ({reduced} at reduced scale)" if reduced else ""
+        return totals + "\n\n" + markdown_table(
+            ["#", "section", "claim", "verdict", "numbers", "scale"], rows)
+
+
+def provenance_table(runs: Sequence[RunInfo]) -> str:
+    if not runs:
+        return "No runs used."
+    rows = [[f"`{run.id}`", run.experiment, run.kind,
+             " ".join(f"{k}={v}" for k, v in run.params.items()) or "–",
+             run.git_sha or "–", (run.data_hash or "–")[:16], f"`{run.spec_hash[:12]}`",
+             run.device or "–",
+             f"{run.finished_at:%Y-%m-%d %H:%M}" if run.finished_at else "–"]
+            for run in runs]
+    return markdown_table(["run", "experiment", "kind", "params", "git sha", "data hash",
+                           "spec hash", "device", "finished (UTC)"], rows)
+
+
+def write_report(report: Report, out_dir: Path, read: Callable[[ArtifactInfo], bytes],
+                 markdown: Path | None = None) -> Path:
+    """Write the Markdown, ``figures/`` and ``tables/`` under ``out_dir``; return the Markdown.
+
+    The Markdown goes to ``out_dir/report.md`` unless ``markdown`` names another file (e.g.
+    ``docs/reproduction.md``); its image links then point into ``out_dir/figures``. ``read``
+    gives an artifact's bytes. Each figure is written once; files of an earlier report that
+    this one does not write are left alone.
+    """
+    figures, tables = out_dir / FIGURES, out_dir / "tables"
+    figures.mkdir(parents=True, exist_ok=True)
+    tables.mkdir(parents=True, exist_ok=True)
+    for section in report.sections:
+        for name, data in section.figures.items():
+            (figures / name).write_bytes(data)
+        for name, artifact in section.copies.items():
+            (figures / name).write_bytes(read(artifact))
+        for name, text in section.tables.items():
+            (tables / name).write_text(text)
+    path = markdown or out_dir / "report.md"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    relative = Path(os.path.relpath(figures.resolve(), path.parent.resolve())).as_posix()
+    path.write_text(report.markdown(relative))
+    return path

@@ -1,0 +1,64 @@
+"""What the report reads from the store: succeeded runs (newest first), their rows, the few
+metrics it needs, and artifact rows."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from service.analysis.common import Row, recency, rows_of
+from service.store.repository import ArtifactInfo, MetricInfo, RunInfo, Store
+
+REPORT_METRICS = (
+    "weight_x1", "weight_rest_l1", "weight_l1", "low_correlation_weight_fraction",
+    "target_agreement", "gradient_edge_alignment",
+)
+"""The only metrics the report reads (closed forms and bounds come from ``service.analysis``;
+training curves are in ``robustlab metrics`` and the dashboard)."""
+
+
+@dataclass(frozen=True)
+class ReportInputs:
+    runs: list[RunInfo]
+    rows: list[Row]
+    metrics: list[MetricInfo]
+    artifacts: list[ArtifactInfo]
+    left_out: dict[str, int] = field(default_factory=dict)
+    """Runs not used because they have not succeeded, counted by status."""
+    experiments: tuple[str, ...] = ()
+    """The experiments asked for; empty means all."""
+
+    def runs_of_kind(self, kind: str) -> list[RunInfo]:
+        return [run for run in self.runs if run.kind == kind]
+
+    def rows_of(self, runs: Iterable[RunInfo]) -> list[Row]:
+        return rows_of(self.rows, (run.id for run in runs))
+
+    def artifacts_of(self, run_ids: Iterable[str], kinds: Iterable[str]) -> list[ArtifactInfo]:
+        ids, wanted = set(run_ids), set(kinds)
+        return [a for a in self.artifacts if a.run_id in ids and a.kind in wanted]
+
+    def recency(self) -> dict[str, int]:
+        """Run id -> position among the runs, 0 for the newest."""
+        return recency(self.runs)
+
+
+def collect(store: Store, experiments: Sequence[str] = ()) -> ReportInputs:
+    """Read everything the report needs; only succeeded runs count (others are counted)."""
+    runs = _runs(store, experiments)
+    succeeded = [run for run in runs if run.status == "succeeded"]
+    ids = {run.id for run in succeeded}
+    rows = store.results(run_ids=sorted(ids)) if ids else []
+    metrics = [metric for name in REPORT_METRICS for metric in store.metrics(name=name)
+               if metric.run_id in ids]
+    artifacts = [artifact for artifact in store.artifacts() if artifact.run_id in ids]
+    left_out = Counter(str(run.status) for run in runs if run.status != "succeeded")
+    return ReportInputs(succeeded, rows, metrics, artifacts, dict(left_out), tuple(experiments))
+
+
+def _runs(store: Store, experiments: Sequence[str]) -> list[RunInfo]:
+    if not experiments:
+        return store.list_runs()
+    runs = {run.id: run for name in experiments for run in store.list_runs(experiment=name)}
+    return sorted(runs.values(), key=lambda r: (-r.created_at.timestamp(), r.cell, r.id))
