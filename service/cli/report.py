@@ -20,8 +20,12 @@ from service.cli.common import friendly_errors, open_store, out
               help="Directory for report.md, figures/ and tables/.")
 @click.option("--experiment", "experiments", multiple=True, metavar="NAME",
               help="Only runs of this experiment (repeatable; default: every experiment).")
+@click.option("--markdown", "markdown", type=click.Path(dir_okay=False, path_type=Path),
+              default=None, metavar="FILE",
+              help="Write the Markdown here instead of DIR/report.md (e.g. docs/reproduction.md);"
+                   " its image links point into DIR/figures.")
 @friendly_errors
-def report(out_dir: Path, experiments: Sequence[str]) -> None:
+def report(out_dir: Path, experiments: Sequence[str], markdown: Path | None) -> None:
     """Write a Markdown report (and LaTeX tables) of Table 4 and Figures 1-8 from the database.
 
     \b
@@ -32,8 +36,8 @@ def report(out_dir: Path, experiments: Sequence[str]) -> None:
     """
     from service.report import generate  # matplotlib
 
-    result = generate(open_store(), out_dir, tuple(experiments))
-    out.print(f"wrote {out_dir / 'report.md'}", markup=False)
+    result = generate(open_store(), out_dir, tuple(experiments), markdown=markdown)
+    out.print(f"wrote {markdown or out_dir / 'report.md'}", markup=False)
     for claim in result.claims:
         out.print(f"{claim.label:<18} {claim.section}: {claim.text}", markup=False)
 

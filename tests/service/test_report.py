@@ -453,3 +453,21 @@ def test_closed_forms() -> None:
     assert averaging_closed_form(dist, ETA) == pytest.approx(0.5)
     assert averaging_closed_form(dist, 2 * ETA) == pytest.approx(phi(-4.0))
     assert theorem_2_1_bound(0.7, 0.97) == pytest.approx(0.07)  # 7/3 * 3%
+
+
+def test_markdown_can_go_to_another_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--markdown docs/reproduction.md``: the links still reach the figures under --out."""
+    seed(tmp_path, paper=True)
+    monkeypatch.setenv("ROBUSTLAB_DATABASE_URL", f"sqlite:///{tmp_path / 'robustlab.db'}")
+    monkeypatch.setenv("ROBUSTLAB_ARTIFACT_DIR", str(tmp_path / "artifacts"))
+    get_settings.cache_clear()
+    target = tmp_path / "docs" / "reproduction.md"
+    result = CliRunner().invoke(main, ["report", "--out", str(tmp_path / "docs" / "reproduction"),
+                                       "--markdown", str(target), "--experiment", "e3_fig2"])
+    get_settings.cache_clear()
+    assert result.exit_code == 0, result.output
+    assert f"wrote {target}" in result.output
+    links = re.findall(r"\]\(([^)]+\.png)\)", target.read_text())
+    assert links and all(link.startswith("reproduction/figures/") for link in links)
+    assert all((target.parent / link).is_file() for link in links)
+    assert not (tmp_path / "docs" / "reproduction" / "report.md").exists()
