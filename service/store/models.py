@@ -28,7 +28,10 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-RUN_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
+from service.store.status import RunStatus, check_constraint_sql
+
+RUN_STATUSES = tuple(status.value for status in RunStatus)
+"""The status values in order, for callers that want plain strings (``RunStatus`` defines them)."""
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -68,9 +71,7 @@ class Run(Base):
 
     __tablename__ = "runs"
     __table_args__ = (
-        CheckConstraint(
-            "status IN ('queued', 'running', 'succeeded', 'failed', 'cancelled')", name="status"
-        ),
+        CheckConstraint(check_constraint_sql("status"), name="status"),
         CheckConstraint("progress >= 0 AND progress <= 1", name="progress_range"),
         Index("ix_runs_experiment_status", "experiment", "status"),
     )
@@ -84,7 +85,7 @@ class Run(Base):
     """The sweep values of this cell (dotted path -> value)."""
     resolved_spec: Mapped[dict[str, Any]] = mapped_column(JSON)
     spec_hash: Mapped[str] = mapped_column(String(64), index=True)
-    status: Mapped[str] = mapped_column(String(16), default="queued")
+    status: Mapped[str] = mapped_column(String(16), default=RunStatus.QUEUED.value)
     progress: Mapped[float] = mapped_column(Float, default=0.0)
     stage: Mapped[str | None] = mapped_column(Text)
     error: Mapped[str | None] = mapped_column(Text)

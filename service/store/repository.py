@@ -34,6 +34,7 @@ from service.store.session import (
     StoreError,
     make_engine,
 )
+from service.store.status import TERMINAL, RunStatus
 from service.store.storage import LocalStorage, Storage, sha256_file
 
 if TYPE_CHECKING:  # only annotations: importing the records module would import torch
@@ -51,7 +52,8 @@ __all__ = [
 
 T = TypeVar("T")
 
-TERMINAL_STATUSES = ("succeeded", "failed", "cancelled")
+TERMINAL_STATUSES = tuple(sorted(TERMINAL))
+"""Kept for callers of the old tuple; ``service.store.status.TERMINAL`` is the definition."""
 _AMBIGUOUS_SHOWN = 10
 
 
@@ -94,7 +96,7 @@ class RunInfo:
             return None
         if self.finished_at is not None:
             end = self.finished_at
-        elif self.status == "running":
+        elif self.status == RunStatus.RUNNING:
             end = datetime.now(UTC)
         else:
             return None
@@ -217,7 +219,7 @@ class Store:
             rows = [Run(id=run.id, spec_id=spec_id, experiment=run.experiment, kind=run.kind,
                         cell=run.cell, params=run.params, resolved_spec=run.resolved_spec,
                         spec_hash=run.spec_hash, seed=run.seed, queue=run.queue,
-                        status="queued", progress=0.0, attempts=0, cancel_requested=False,
+                        status=RunStatus.QUEUED.value, progress=0.0, attempts=0, cancel_requested=False,
                         package_versions={}, provenance={}, created_at=created_at)
                     for run in runs]
             session.add_all(rows)
@@ -255,7 +257,7 @@ class Store:
         """Start (or resume) a run: one more attempt; the first start time is kept."""
         now = _now()
         values: dict[str, Any] = {
-            "status": "running", "attempts": Run.attempts + 1,
+            "status": RunStatus.RUNNING.value, "attempts": Run.attempts + 1,
             "started_at": func.coalesce(Run.started_at, now), "heartbeat_at": now,
             "finished_at": None, "error": None, "host": host, "device": device,
             "git_sha": git_sha, "package_versions": package_versions,
@@ -266,20 +268,15 @@ class Store:
 
     def set_progress(self, run_id: str, progress: float, stage: str | None = None) -> None:
         """Record progress in [0, 1] (clamped) and a heartbeat; ``stage`` ``None`` keeps it."""
-        if math.isnan(progress):
-            raise ValueError(f"progress of run {run_id} is NaN")
-        values: dict[str, Any] = {"progress": min(max(progress, 0.0), 1.0),
-                                  "heartbeat_at": _now()}
-        if stage is not None:
-            values["stage"] = stage
-        self._update_run(run_id, values)
+        self._update_run(run_id, _progress_values(run_id, progress, stage))
 
     def finish_run(self, run_id: str, status: str, error: str | None = None) -> RunInfo:
         """End a run as succeeded, failed or cancelled, with the reason when there is one."""
-        if status not in TERMINAL_STATUSES:
+        if status not in TERMINAL:
             raise ValueError(f"a run finishes as one of {TERMINAL_STATUSES}, not {status!r}")
         now = _now()
-        return self._update_run(run_id, {"status": status, "error": error, "finished_at": now,
+        return self._update_run(run_id, {"status": RunStatus(status).value, "error": error,
+                                         "finished_at": now,
                                          "heartbeat_at": now})
 
     def set_status(self, run_id: str, status: str, **fields: Any) -> RunInfo:
@@ -301,10 +298,10 @@ class Store:
 
         def work(session: Session) -> RunInfo:
             _ensure_run(session, run_id)
-            _update_if(session, run_id, "queued", {
-                "status": "cancelled", "cancel_requested": True, "finished_at": _now(),
-                "error": "cancelled before it started"})
-            _update_if(session, run_id, "running", {"cancel_requested": True})
+            _update_if(session, run_id, RunStatus.QUEUED, {
+                "status": RunStatus.CANCELLED.value, "cancel_requested": True,
+                "finished_at": _now(), "error": "cancelled before it started"})
+            _update_if(session, run_id, RunStatus.RUNNING, {"cancel_requested": True})
             return _info(RunInfo, _refreshed(session, run_id))
 
         return self._run(work)
@@ -347,25 +344,45 @@ class Store:
 
     def upsert_evaluation(self, run_id: str, record: EvaluationRecord) -> None:
         """Insert or replace the evaluation with this run and key."""
-        checks_passed = (all(check.get("passed", True) for check in record.checks.values())
-                         if record.checks else None)
-        values = {
-            "run_id": run_id, "key": record.key, "model": record.model,
-            "dataset": record.dataset, "split": record.split, "train_norm": record.train_norm,
-            "train_eps": record.train_eps, "eval_norm": record.eval_norm,
-            "eval_eps": record.eval_eps, "attack": record.attack, "steps": record.steps,
-            "step_size": record.step_size, "restarts": record.restarts,
-            "accuracy": record.accuracy, "n": record.n, "variant": record.variant,
-            "checks": record.checks, "checks_passed": checks_passed, "details": record.details,
-            "per_example": record.per_example,
-        }
-        self._run(lambda session: self._upsert(session, Evaluation, values, ("run_id", "key")))
+        self.write_records(run_id, evaluations=[record])
 
     def upsert_metric(self, run_id: str, record: MetricRecord) -> None:
         """Insert or replace the metric with this run and key (name, step, tags)."""
-        values = {"run_id": run_id, "key": record.key, "name": record.name,
-                  "step": record.step, "value": record.value, "tags": record.tags}
-        self._run(lambda session: self._upsert(session, Metric, values, ("run_id", "key")))
+        self.write_records(run_id, metrics=[record])
+
+    def write_records(self, run_id: str, *, evaluations: Sequence[EvaluationRecord] = (),
+                      metrics: Sequence[MetricRecord] = (),
+                      checkpoints: Sequence[CheckpointRecord] = (),
+                      progress: tuple[float, str | None] | None = None) -> None:
+        """Upsert a batch of records, and optionally the run's progress, in ONE transaction.
+
+        The runner calls this at the science's natural boundaries (an epoch's metrics with its
+        checkpoint, an evaluation's rows, a progress tick), so a run costs a few commits per
+        epoch instead of one per record, and a checkpoint row is never visible without the
+        metrics of the epochs it covers. Upsert by ``(run_id, key)`` (checkpoints by path) is
+        kept, so a resumed run that writes the same records again leaves no duplicates.
+        """
+        evaluation_rows = list({row["key"]: row for row in
+                                (_evaluation_values(run_id, r) for r in evaluations)}.values())
+        metric_rows = list({row["key"]: row for row in
+                            (_metric_values(run_id, r) for r in metrics)}.values())
+        checkpoint_rows = list({row["path"]: row for row in
+                                (_checkpoint_values(run_id, r) for r in checkpoints)}.values())
+        run_values = _progress_values(run_id, *progress) if progress is not None else None
+        if not (evaluation_rows or metric_rows or checkpoint_rows or run_values):
+            return
+
+        def work(session: Session) -> None:
+            if run_values is not None:
+                _ensure_run(session, run_id)
+            self._upsert_many(session, Evaluation, evaluation_rows, ("run_id", "key"))
+            self._upsert_many(session, Metric, metric_rows, ("run_id", "key"))
+            self._upsert_many(session, Checkpoint, checkpoint_rows, ("path",))
+            if run_values is not None:
+                session.execute(update(Run).where(Run.id == run_id).values(run_values)
+                                .execution_options(synchronize_session=False))
+
+        self._run(work)
 
     def add_artifact(self, run_id: str, record: ArtifactRecord) -> ArtifactInfo:
         """Write the bytes to storage at ``<run_id>/<name>`` and upsert their row."""
@@ -385,13 +402,8 @@ class Store:
 
     def add_checkpoint(self, run_id: str | None, record: CheckpointRecord) -> CheckpointInfo:
         """Upsert a checkpoint's row by its path, with the file's sha256 when it exists."""
-        path = str(record.path)
-        file = Path(record.path)
-        values = {"run_id": run_id, "path": path,
-                  "sha256": sha256_file(file) if file.is_file() else None,
-                  "epoch": record.epoch, "final": record.final, "arch": record.arch,
-                  "dataset": record.dataset, "train_norm": record.train_norm,
-                  "train_eps": record.train_eps, "metadata": record.metadata}
+        values = _checkpoint_values(run_id, record)
+        path = values["path"]
 
         def work(session: Session) -> CheckpointInfo:
             self._upsert(session, Checkpoint, values, ("path",))
@@ -426,7 +438,7 @@ class Store:
         attack settings, so the order is the same on every backend).
         """
         query = (
-            select(Evaluation, Run.experiment, Run.kind, Run.cell)
+            select(*_RESULT_COLUMNS, Run.experiment, Run.kind, Run.cell)
             .join(Run, Run.id == Evaluation.run_id)
             .order_by(Run.experiment, Run.cell, Evaluation.model, Evaluation.train_eps,
                       Evaluation.eval_eps, Evaluation.attack, Run.created_at, Run.id,
@@ -439,8 +451,7 @@ class Store:
             query = query.where(Run.id.in_(list(run_ids)))
 
         def work(session: Session) -> list[dict[str, Any]]:
-            return [_result_row(evaluation, experiment_name, kind, cell)
-                    for evaluation, experiment_name, kind, cell in session.execute(query)]
+            return [_result_row(row) for row in session.execute(query).mappings()]
 
         return self._run(work)
 
@@ -490,6 +501,16 @@ class Store:
         dialect = sqlite if self.engine.dialect.name == "sqlite" else postgresql
         return dialect.insert(model.__table__)
 
+    def _upsert_many(self, session: Session, model: type[Base], rows: Sequence[dict[str, Any]],
+                     keys: Sequence[str]) -> None:
+        """``_upsert`` of many rows with the same columns, as one executemany statement."""
+        if not rows:
+            return
+        statement = self._insert(model)
+        changes = {column: statement.excluded[column] for column in rows[0] if column not in keys}
+        session.execute(statement.on_conflict_do_update(index_elements=list(keys), set_=changes),
+                        list(rows))
+
     def _upsert(self, session: Session, model: type[Base], values: dict[str, Any],
                 keys: Sequence[str]) -> None:
         """INSERT, or UPDATE every non-key column of the row that has the same ``keys``."""
@@ -502,6 +523,47 @@ _RUN_WRITABLE = frozenset(column.name for column in Run.__table__.columns) - {"i
 
 _COLUMN_ATTRIBUTES = {"metadata": "meta"}
 """Info fields whose ORM attribute has another name (``metadata`` is reserved by SQLAlchemy)."""
+
+
+def _evaluation_values(run_id: str, record: EvaluationRecord) -> dict[str, Any]:
+    checks_passed = (all(check.get("passed", True) for check in record.checks.values())
+                     if record.checks else None)
+    return {
+        "run_id": run_id, "key": record.key, "model": record.model,
+        "dataset": record.dataset, "split": record.split, "train_norm": record.train_norm,
+        "train_eps": record.train_eps,
+        # getattr: the record gains train_method with the training methods (migration 0003)
+        "train_method": getattr(record, "train_method", None),
+        "eval_norm": record.eval_norm, "eval_eps": record.eval_eps, "attack": record.attack,
+        "steps": record.steps, "step_size": record.step_size, "restarts": record.restarts,
+        "accuracy": record.accuracy, "n": record.n, "variant": record.variant,
+        "checks": record.checks, "checks_passed": checks_passed, "details": record.details,
+        "per_example": record.per_example,
+    }
+
+
+def _metric_values(run_id: str, record: MetricRecord) -> dict[str, Any]:
+    return {"run_id": run_id, "key": record.key, "name": record.name, "step": record.step,
+            "value": record.value, "tags": record.tags}
+
+
+def _checkpoint_values(run_id: str | None, record: CheckpointRecord) -> dict[str, Any]:
+    file = Path(record.path)
+    return {"run_id": run_id, "path": str(record.path),
+            "sha256": sha256_file(file) if file.is_file() else None,
+            "epoch": record.epoch, "final": record.final, "arch": record.arch,
+            "dataset": record.dataset, "train_norm": record.train_norm,
+            "train_eps": record.train_eps, "metadata": record.metadata}
+
+
+def _progress_values(run_id: str, progress: float, stage: str | None) -> dict[str, Any]:
+    """Progress in [0, 1] (clamped) and a heartbeat; ``stage`` ``None`` keeps the stage."""
+    if math.isnan(progress):
+        raise ValueError(f"progress of run {run_id} is NaN")
+    values: dict[str, Any] = {"progress": min(max(progress, 0.0), 1.0), "heartbeat_at": _now()}
+    if stage is not None:
+        values["stage"] = stage
+    return values
 
 
 def _info(cls: type[T], row: Any) -> T:
@@ -529,9 +591,11 @@ def _ensure_run(session: Session, run_id: str) -> Run:
     return row
 
 
-def _update_if(session: Session, run_id: str, status: str, values: dict[str, Any]) -> None:
+def _update_if(session: Session, run_id: str, status: RunStatus,
+               values: dict[str, Any]) -> None:
     """UPDATE the run only while it has ``status``: a compare-and-set, safe against races."""
-    session.execute(update(Run).where(Run.id == run_id, Run.status == status).values(values)
+    session.execute(update(Run).where(Run.id == run_id, Run.status == status.value)
+                    .values(values)
                     .execution_options(synchronize_session=False))
 
 
@@ -556,16 +620,22 @@ def _by_prefix(session: Session, prefix: str) -> Run:
     return candidates[0]
 
 
-def _result_row(evaluation: Evaluation, experiment: str, kind: str, cell: int) -> dict[str, Any]:
+_RESULT_COLUMNS = tuple(column for column in Evaluation.__table__.columns
+                        if column.name not in {"id", "per_example"})
+"""What a result row reads: every evaluation column but the per-example bits (kilobytes a row;
+listing 10,000 rows must not load them)."""
+
+
+def _result_row(row: Any) -> dict[str, Any]:
+    """A flat result row from a column-wise SELECT (no ORM objects: a listing stays fast)."""
     return {
-        "run_id": evaluation.run_id, "experiment": experiment, "kind": kind, "cell": cell,
-        "model": evaluation.model, "dataset": evaluation.dataset, "split": evaluation.split,
-        "train_norm": evaluation.train_norm, "train_eps": evaluation.train_eps,
-        "eval_norm": evaluation.eval_norm, "eval_eps": evaluation.eval_eps,
-        "attack": evaluation.attack, "steps": evaluation.steps,
-        "step_size": evaluation.step_size, "restarts": evaluation.restarts,
-        "accuracy": evaluation.accuracy, "n": evaluation.n, "variant": evaluation.variant,
-        "checks_passed": evaluation.checks_passed, "checks": evaluation.checks,
-        "details": evaluation.details, "key": evaluation.key,
-        "created_at": _utc(evaluation.created_at),
+        "run_id": row["run_id"], "experiment": row["experiment"], "kind": row["kind"],
+        "cell": row["cell"], "model": row["model"], "dataset": row["dataset"],
+        "split": row["split"], "train_norm": row["train_norm"], "train_eps": row["train_eps"],
+        "train_method": row["train_method"], "eval_norm": row["eval_norm"],
+        "eval_eps": row["eval_eps"], "attack": row["attack"], "steps": row["steps"],
+        "step_size": row["step_size"], "restarts": row["restarts"],
+        "accuracy": row["accuracy"], "n": row["n"], "variant": row["variant"],
+        "checks_passed": row["checks_passed"], "checks": row["checks"],
+        "details": row["details"], "key": row["key"], "created_at": _utc(row["created_at"]),
     }
