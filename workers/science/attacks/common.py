@@ -61,3 +61,20 @@ def per_example_loss(loss: LossFn, logits: torch.Tensor, y: torch.Tensor) -> tor
             f"got {tuple(losses.shape)} (use reduction='none')"
         )
     return losses
+
+
+def view_as_batch(per_example: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """A per-example tensor (B,) shaped (B, 1, ..., 1) to broadcast against ``like`` (B, ...)."""
+    return per_example.view(-1, *([1] * (like.dim() - 1)))
+
+
+def lp_norms(delta: torch.Tensor, norm: str) -> torch.Tensor:
+    """||delta_i|| per example (B,) in the threat model's norm ("linf" or "l2")."""
+    flat = delta.flatten(1)
+    return flat.abs().amax(dim=1) if norm == "linf" else flat.norm(p=2, dim=1)
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for queued CUDA work, so that wall-clock seconds measure the attack, not the queue."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
