@@ -13,8 +13,9 @@ Aggregation, the one rule for the report and the dashboard:
 5. Every attack gives its own points (``attack`` "none" is standard accuracy); a run with
    several evaluations of one attack at one radius (e.g. PGD with 20 and 100 steps) counts
    its worst.
-6. A curve without an ε_train-0 cell borrows the experiment's standard model recorded under
-   another norm, or under none (standard training is the same for every norm).
+6. A curve without an ε_train-0 cell borrows the experiment's standard model (of the same
+   training method first, else of another: standard training is the same for every norm and
+   method), recorded under no norm or under another norm.
 """
 
 from __future__ import annotations
@@ -122,24 +123,29 @@ def figure1_points(rows: Iterable[Row], runs: Iterable[RunFacts]) -> list[Figure
 def _curves(chosen: dict[Cell, list[str]]) -> dict[CurveKey, dict[float, Cell]]:
     """Curve -> ε_train -> cell, with standard models shared (rule 6)."""
     curves: dict[CurveKey, dict[float, Cell]] = defaultdict(dict)
-    standard: dict[tuple[str, str, str, str | None], list[Cell]] = defaultdict(list)
+    standard: dict[tuple[str, str, str], list[Cell]] = defaultdict(list)
     for cell in chosen:
         experiment, dataset, model, method, norm, eps = cell
         if norm is not None:
             curves[(dataset, norm, experiment, method, model)][eps] = cell
         if eps == 0:
-            standard[(experiment, dataset, model, method)].append(cell)
-    for (experiment, dataset, model, method), cells in standard.items():
-        named = [key for key in curves if key[2:] == (experiment, method, model)
-                 and key[0] == dataset]
+            standard[(experiment, dataset, model)].append(cell)
+    for (experiment, dataset, model), cells in standard.items():
+        named = [key for key in curves
+                 if (key[2], key[0], key[4]) == (experiment, dataset, model)]
         if not named:  # only standard models without a norm: a curve of their own
-            curves[(dataset, STANDARD_NORM, experiment, method, model)][0.0] = cells[0]
+            for cell in cells:
+                curves[(dataset, STANDARD_NORM, experiment, cell[3], model)][0.0] = cell
             continue
-        unnamed = [c for c in cells if c[4] is None]
         for key in named:
             if 0.0 not in curves[key]:
-                curves[key][0.0] = (unnamed or sorted(cells, key=lambda c: norm_rank(c[4])))[0]
+                curves[key][0.0] = min(cells, key=lambda cell: _borrow_rank(cell, key))
     return curves
+
+
+def _borrow_rank(cell: Cell, curve: CurveKey) -> tuple[bool, bool, int, str]:
+    """Which standard model a curve borrows: its own method, then no norm, then l_inf."""
+    return cell[3] != curve[3], cell[4] is not None, norm_rank(cell[4]), str(cell[4])
 
 
 def _aggregate(curve: CurveKey, eps: float, rows: Sequence[Row]) -> list[Figure1Point]:
