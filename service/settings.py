@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 class Settings(BaseSettings):
@@ -34,6 +35,79 @@ class Settings(BaseSettings):
         1, ge=1, description="Runs a worker's child process executes before it is replaced "
         "(1: every run in a fresh process, so no memory or global state leaks between runs)."
     )
+
+    # Dashboard access (issue 13; docs/security.md). Without OIDC the dashboard serves only
+    # 127.0.0.1; `robustlab dashboard --host ADDR` on any other address needs the four OIDC
+    # settings and an allow-list. Secrets come from the environment or from files outside the
+    # repository (the *_FILE variants, as Docker secrets are mounted).
+    oidc_server_metadata_url: str | None = Field(
+        None, description="The OIDC provider's discovery document "
+        "(https://idp.example/.well-known/openid-configuration)."
+    )
+    oidc_client_id: str | None = Field(None, description="The dashboard's OIDC client id.")
+    oidc_client_secret: SecretStr | None = Field(None, description="Its OIDC client secret.")
+    oidc_client_secret_file: Path | None = Field(
+        None, description="A file holding the client secret (instead of ROBUSTLAB_OIDC_CLIENT_SECRET)."
+    )
+    oidc_cookie_secret: SecretStr | None = Field(
+        None, description="Signs the login cookie: a long random string (openssl rand -hex 32)."
+    )
+    oidc_cookie_secret_file: Path | None = Field(
+        None, description="A file holding the cookie secret (instead of ROBUSTLAB_OIDC_COOKIE_SECRET)."
+    )
+    dashboard_public_url: str | None = Field(
+        None, description="The dashboard's address as browsers see it (https://robustlab.lab.example "
+        "behind TLS); the OIDC redirect URI is this plus /oauth2callback. Default: "
+        "http://localhost:PORT."
+    )
+    dashboard_members: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Who may browse, submit, cancel and use the SQL box: "
+        "comma-separated e-mail addresses and @domains (alice@lab.example,@lab.example)."
+    )
+    dashboard_viewers: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Who may only browse: e-mail addresses and @domains "
+        "(a members entry wins over a viewers entry)."
+    )
+    dashboard_allow_unauthenticated: bool = Field(
+        False, description="Serve a non-loopback --host without login. Only where the network "
+        "keeps strangers out (docker-compose publishes the port on the host's 127.0.0.1 only)."
+    )
+    dashboard_database_url: str | None = Field(
+        None, description="The database login the dashboard reads with (pages and SQL box); "
+        "default ROBUSTLAB_DATABASE_URL. Cancelling and submitting still use the latter."
+    )
+    sql_max_rows: int = Field(
+        100_000, ge=1, description="Most rows the SQL box returns, whatever limit a user asks for."
+    )
+    sql_max_bytes: int = Field(
+        32 << 20, ge=1024, description="Most bytes of values the SQL box returns (32 MiB); a "
+        "larger result stops with an error instead of filling the dashboard's memory."
+    )
+    sql_sqlite_heap_bytes: int = Field(
+        512 << 20, ge=1 << 20, description="SQLite's hard heap limit in a dashboard process "
+        "(all its SQLite connections together), set by the SQL box."
+    )
+    submitted_by: str | None = Field(
+        None, description="Who `run`/`submit` record as the submitter; default the OS user "
+        "(the dashboard passes the OIDC e-mail this way to the runs it starts)."
+    )
+
+    @field_validator("dashboard_members", "dashboard_viewers", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        """``a@x.org, @y.org`` from the environment; a list from Python."""
+        if isinstance(value, str):
+            return [item.strip() for item in value.split(",") if item.strip()]
+        return value
+
+    @model_validator(mode="after")
+    def _read_secret_files(self) -> Settings:
+        """Fill a secret from its *_file setting, so the secret itself need not be in the environment."""
+        for name in ("oidc_client_secret", "oidc_cookie_secret"):
+            path = getattr(self, f"{name}_file")
+            if path is not None and getattr(self, name) is None:
+                setattr(self, name, SecretStr(Path(path).read_text().strip()))
+        return self
 
 
 @lru_cache(maxsize=1)

@@ -5,19 +5,13 @@ run, goes through ``repository.Store.request_cancel``). Every function takes the
 so callers can cache results per URL. Driver errors arrive as the store's own exceptions
 (``StoreError`` and its subclasses), never as SQLAlchemy types.
 
-The ad-hoc SQL box (``run_select``) is guarded twice: ``check_select`` refuses anything that is
-not a single SELECT/WITH statement with a clear message, and the statement then runs on a
-read-only connection (SQLite ``mode=ro`` and ``PRAGMA query_only``; PostgreSQL ``SET TRANSACTION
-READ ONLY``) under a row limit and a deadline. The read-only connection is the real guard; the
-text check is there to explain the refusal. A deployment that exposes the dashboard to untrusted
-users should also give it a database role that can only read.
+The ad-hoc SQL box (``run_select``, ``check_select``, its exceptions) lives in
+``service.store.sql_box`` and is re-exported here: one SELECT, on a fresh read-only connection
+as the least-privilege role ``robustlab_reader`` (PostgreSQL), capped in rows, bytes and time.
 """
 
 from __future__ import annotations
 
-import re
-import sqlite3
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -26,19 +20,27 @@ from typing import Any, TypeVar
 
 import pandas as pd
 from sqlalchemy import Engine, func, select
-from sqlalchemy.engine import URL
-from sqlalchemy.exc import SQLAlchemyError
 
 from service.store.migrate import check_schema
 from service.store.models import RUN_STATUSES, Artifact, Evaluation, Metric, Run
-from service.store.session import NO_RETRY, StoreError, describe, make_engine, normalise_url
+from service.store.session import NO_RETRY, StoreError, make_engine, normalise_url
+from service.store.sql_box import (
+    QueryFailed,
+    QueryRefused,
+    ReaderUnavailable,
+    SelectResult,
+    check_reader,
+    check_select,
+    run_select,
+)
 from service.store.storage import LocalStorage
 
 T = TypeVar("T")
 
 __all__ = [
-    "RUN_STATUSES", "DatabaseStatus", "QueryFailed", "QueryRefused", "SelectResult",
-    "artifacts_frame", "check_select", "database_status", "evaluations_frame", "experiments",
+    "RUN_STATUSES", "DatabaseStatus", "QueryFailed", "QueryRefused", "ReaderUnavailable",
+    "SelectResult", "artifacts_frame", "check_reader", "check_select", "database_status",
+    "evaluations_frame", "experiments",
     "metrics_frame", "read_artifact", "run_detail", "run_select", "runs_frame", "safe_url",
     "theory_parameters",
 ]
@@ -46,11 +48,12 @@ __all__ = [
 RUN_COLUMNS = (
     "id", "experiment", "kind", "cell", "params", "status", "progress", "stage", "error",
     "created_at", "started_at", "finished_at", "cancel_requested", "queue", "device",
+    "submitted_by",
 )
 EVALUATION_COLUMNS = (
     "run_id", "experiment", "kind", "model", "dataset", "split", "train_norm", "train_eps",
-    "eval_norm", "eval_eps", "attack", "steps", "step_size", "restarts", "accuracy", "n",
-    "variant", "checks_passed",
+    "train_method", "eval_norm", "eval_eps", "attack", "steps", "step_size", "restarts",
+    "accuracy", "n", "variant", "checks_passed",
 )
 """The same keys, in the same order, as ``service.results.COLUMNS`` (the CLI's CSV rows)."""
 METRIC_COLUMNS = ("run_id", "name", "step", "value", "tags")
@@ -242,161 +245,3 @@ def artifacts_frame(url: str, *, kinds: Sequence[str] = (),
 def read_artifact(artifact_dir: Path, relpath: str) -> bytes:
     """The bytes of one artifact, from the same storage the store wrote it to."""
     return LocalStorage(artifact_dir).get(relpath)
-
-
-# --------------------------------------------------------------------------- the SQL box
-
-
-class QueryRefused(ValueError):
-    """The text is not a single read-only SELECT/WITH statement; the message says why."""
-
-
-class QueryFailed(RuntimeError):
-    """The database rejected or interrupted the statement (syntax, timeout, write attempt)."""
-
-
-@dataclass(frozen=True)
-class SelectResult:
-    frame: pd.DataFrame
-    truncated: bool
-    """More rows existed than the limit; only the first ``limit`` are in ``frame``."""
-
-
-_SQL_TOKENS = re.compile(
-    r"""
-      (?P<comment>--[^\n]*|/\*.*?\*/)
-    | (?P<estring>[Ee]'(?:[^'\\]|\\.|'')*')      # PostgreSQL E'...' strings: backslash escapes
-    | (?P<string>'(?:[^']|'')*')
-    | (?P<quoted>"(?:[^"]|"")*"|`[^`]*`|\[[^\]]*\])
-    | (?P<dollar>\$(?P<tag>[A-Za-z_]\w*)?\$.*?\$(?P=tag)?\$)
-    | (?P<semicolon>;)
-    | (?P<word>[A-Za-z_]\w*)
-    | (?P<other>.)
-    """,
-    re.S | re.X,
-)
-_WRITE_WORDS = frozenset({
-    "insert", "update", "delete", "drop", "alter", "create", "attach", "detach", "pragma",
-    "grant", "revoke", "truncate", "vacuum", "copy", "merge", "reindex", "call", "lock",
-    "cluster", "refresh", "listen", "notify", "set", "reset", "begin", "commit", "rollback",
-    "savepoint", "release",
-})
-"""Keywords that have no business in a read-only query; seen outside strings and comments."""
-
-
-def check_select(sql: str) -> str:
-    """The statement (without a trailing ``;``) if it is one SELECT or WITH query.
-
-    Raises ``QueryRefused`` for anything else: other statements, several statements
-    (``SELECT 1; DROP TABLE runs``), or a data-modifying keyword anywhere in a WITH query.
-    Comments and string literals are skipped, so ``WHERE stage = 'drop'`` is fine.
-    """
-    words: list[str] = []
-    statements = 1
-    trailing = False
-    for match in _SQL_TOKENS.finditer(sql):
-        group = match.lastgroup
-        if group == "semicolon":
-            trailing = True
-        elif group != "comment" and not match.group().isspace():
-            if trailing:
-                statements += 1
-                trailing = False
-            if group == "word":
-                words.append(match.group().lower())
-    if not words:
-        raise QueryRefused("empty query: write one SELECT statement")
-    if statements > 1:
-        raise QueryRefused("only one statement is allowed (no ';' between statements)")
-    if words[0] not in ("select", "with"):
-        raise QueryRefused(
-            f"only SELECT (or WITH ... SELECT) queries are allowed, not {words[0].upper()}"
-        )
-    forbidden = sorted(set(words) & _WRITE_WORDS)
-    if forbidden:
-        raise QueryRefused(
-            "read-only queries only: remove " + ", ".join(w.upper() for w in forbidden)
-        )
-    return sql.strip().rstrip(";").strip()
-
-
-def run_select(url: str, sql: str, *, limit: int = 1000, timeout_s: float = 5.0) -> SelectResult:
-    """Run one SELECT on a read-only connection, keeping at most ``limit`` rows.
-
-    Raises ``QueryRefused`` before touching the database, ``QueryFailed`` when the database
-    refuses the statement or it runs longer than ``timeout_s``.
-    """
-    statement = check_select(sql)
-    parsed = normalise_url(url)
-    if parsed.get_backend_name() == "sqlite":
-        return _sqlite_select(_sqlite_path(parsed), statement, limit, timeout_s)
-    return _postgres_select(url, statement, limit, timeout_s)
-
-
-def _sqlite_path(url: URL) -> Path:
-    database = url.database or ""
-    if database in ("", ":memory:") or database.startswith("file:"):
-        raise QueryFailed(f"the SQL box needs a SQLite file, not {database or 'memory'!r}")
-    path = Path(database).resolve()
-    if not path.exists():
-        raise QueryFailed(f"no database file at {path}")
-    return path
-
-
-def _sqlite_select(path: Path, statement: str, limit: int, timeout_s: float) -> SelectResult:
-    """SQLite: a ``mode=ro`` connection, ``query_only``, and a progress handler as the deadline."""
-    connection = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, timeout=timeout_s)
-    deadline = time.monotonic() + timeout_s
-    connection.set_progress_handler(lambda: int(time.monotonic() > deadline), 10_000)
-    try:
-        connection.execute("PRAGMA query_only = ON")
-        cursor = connection.execute(statement)
-        rows = cursor.fetchmany(limit + 1)
-        columns = [d[0] for d in cursor.description or ()]
-    except sqlite3.OperationalError as exc:
-        if time.monotonic() > deadline:
-            raise QueryFailed(f"query stopped after {timeout_s:g} s (the time limit)") from exc
-        raise QueryFailed(str(exc)) from exc
-    except sqlite3.Error as exc:
-        raise QueryFailed(str(exc)) from exc
-    finally:
-        connection.close()
-    return _result(rows, columns, limit)
-
-
-def _postgres_select(url: str, statement: str, limit: int, timeout_s: float) -> SelectResult:
-    """PostgreSQL: a READ ONLY transaction with a ``statement_timeout``, always rolled back.
-
-    The statement goes through psycopg's extended protocol (``prepare=True``), which makes the
-    server itself refuse a second statement hidden in the text.
-    """
-    import psycopg  # only PostgreSQL deployments need the driver loaded here
-
-    try:
-        raw = _engine(url).raw_connection()
-    except SQLAlchemyError as exc:
-        raise QueryFailed(describe(exc)) from exc
-    try:
-        driver = raw.driver_connection
-        assert driver is not None, "a pooled connection always has its driver's connection"
-        cursor = driver.cursor()  # psycopg's own cursor: execute(..., prepare=True)
-        try:
-            cursor.execute("SET TRANSACTION READ ONLY")
-            cursor.execute(f"SET LOCAL statement_timeout = {max(1, int(timeout_s * 1000))}")
-            cursor.execute(statement, prepare=True)
-            rows = cursor.fetchmany(limit + 1)
-            columns = [d[0] for d in cursor.description or ()]
-        except psycopg.errors.QueryCanceled as exc:
-            raise QueryFailed(f"query stopped after {timeout_s:g} s (the time limit)") from exc
-        except psycopg.Error as exc:
-            raise QueryFailed(str(exc).strip().splitlines()[0]) from exc
-        finally:
-            raw.rollback()
-    finally:
-        raw.close()
-    return _result(rows, columns, limit)
-
-
-def _result(rows: Sequence[Sequence[Any]], columns: list[str], limit: int) -> SelectResult:
-    frame = pd.DataFrame([tuple(row) for row in rows[:limit]], columns=columns)
-    return SelectResult(frame=frame, truncated=len(rows) > limit)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from service.store import queries
+from service.store import queries, sql_box
 from service.store.migrate import upgrade
 from tests.dashboard.seed import FIG1_EPS, Seeded, seed_database
 
@@ -99,9 +99,9 @@ def test_sqlite_connection_is_read_only_even_without_the_text_check(seeded: Seed
     """The connection itself refuses writes and a second statement (the real guard)."""
     path = Path(seeded.url.removeprefix("sqlite:///"))
     with pytest.raises(queries.QueryFailed, match="readonly|read-only|query_only"):
-        queries._sqlite_select(path, "DELETE FROM runs", 10, 5.0)
+        sql_box._sqlite_select(path, "DELETE FROM runs", 10, 5.0)
     with pytest.raises(queries.QueryFailed, match="one statement"):
-        queries._sqlite_select(path, "SELECT 1; DELETE FROM runs", 10, 5.0)
+        sql_box._sqlite_select(path, "SELECT 1; DELETE FROM runs", 10, 5.0)
     assert queries.run_select(seeded.url, "SELECT count(*) AS n FROM runs").frame["n"].item() \
         == len(seeded.fig1) + 6
 
@@ -130,9 +130,9 @@ def test_postgres_select_read_only_and_limits(postgres_seeded: Seeded) -> None:
     result = queries.run_select(url, "SELECT id FROM runs ORDER BY id", limit=2)
     assert result.truncated and len(result.frame) == 2
     with pytest.raises(queries.QueryFailed, match="read-only"):
-        queries._postgres_select(url, "DELETE FROM runs", 10, 5.0)
+        sql_box._postgres_select(url, "DELETE FROM runs", 10, 5.0)
     with pytest.raises(queries.QueryFailed, match="multiple commands"):
-        queries._postgres_select(url, "SELECT 1; DELETE FROM runs", 10, 5.0)
+        sql_box._postgres_select(url, "SELECT 1; DELETE FROM runs", 10, 5.0)
     with pytest.raises(queries.QueryFailed, match="time limit"):
         queries.run_select(url, "SELECT pg_sleep(5)", timeout_s=0.3)
     assert queries.run_select(url, "SELECT count(*) AS n FROM runs").frame["n"].item() \
