@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -22,6 +23,8 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+
+from service.specs import catalog
 
 _FRACTION = re.compile(r"^\s*([-+]?\d+(?:\.\d*)?(?:[eE][-+]?\d+)?)\s*/\s*(\d+(?:\.\d*)?)\s*$")
 _NUMBER = re.compile(r"^\s*[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?\s*$")
@@ -66,10 +69,45 @@ Count = Annotated[int, BeforeValidator(_not_boolean)]
 for 1 (``epochs: yes`` training one epoch): refused here."""
 
 NormName = Literal["linf", "l2"]
-DatasetName = Literal["binary_mnist", "mnist", "fashion_mnist", "cifar10", "restricted_imagenet"]
-"""Kept equal to ``workers.science.datasets.DATASETS`` (a test checks)."""
-ArchName = Literal["linear", "mnist_cnn", "cifar_resnet", "resnet50"]
-"""Kept equal to ``workers.science.models.MODELS`` (a test checks)."""
+"""The keys of ``catalog.NORMS`` (checked at import, below)."""
+
+
+def _known_arch(value: str) -> str:
+    try:
+        return catalog.check_arch(value)
+    except catalog.UnknownName as exc:
+        raise ValueError(str(exc)) from None
+
+
+def _known_dataset(value: str) -> str:
+    try:
+        return catalog.check_dataset(value)
+    except catalog.UnknownName as exc:
+        raise ValueError(str(exc)) from None
+
+
+ArchName = Annotated[
+    str,
+    AfterValidator(_known_arch),
+    Field(
+        description="Architecture: a built-in (" + ", ".join(catalog.MODELS) + "), "
+        "'torchvision:<name>', 'timm:<name>' (pip install 'robustlab[timm]'), or the name of an "
+        f"installed plugin's entry point in the group '{catalog.MODEL_GROUP}' (plugins add more).",
+        json_schema_extra={"examples": list(catalog.MODELS)},
+    ),
+]
+"""A model name resolved against the catalog (``catalog.check_arch``)."""
+DatasetName = Annotated[
+    str,
+    AfterValidator(_known_dataset),
+    Field(
+        description="Dataset: a built-in (" + ", ".join(catalog.DATASETS) + "), a lab's own "
+        "files (" + ", ".join(catalog.DATASET_FORMATS) + "), or the name of an installed "
+        f"plugin's entry point in the group '{catalog.DATASET_GROUP}' (plugins add more).",
+        json_schema_extra={"examples": [*catalog.DATASETS, *catalog.DATASET_FORMATS]},
+    ),
+]
+"""A dataset name resolved against the catalog (``catalog.check_dataset``)."""
 TheoryModelName = Literal["averaging", "svm", "logistic"]
 """Kept equal to ``workers.science.theory.THEORY_MODELS`` (a test checks)."""
 
@@ -162,23 +200,82 @@ class SpecBase(Strict):
         return value
 
 
+class NormalizationConfig(Strict):
+    """Per-channel mean and std the model normalises its [0, 1] inputs with."""
+
+    mean: list[Number] = Field(min_length=1, description="One value per channel, e.g. [0.5].")
+    std: list[PositiveNumber] = Field(min_length=1, description="One value per channel, > 0.")
+
+    @model_validator(mode="after")
+    def _same_length(self) -> NormalizationConfig:
+        if len(self.mean) != len(self.std):
+            raise ValueError(f"mean has {len(self.mean)} values but std has {len(self.std)}")
+        return self
+
+
 class DatasetConfig(Strict):
     """Which data to use and how much of it."""
 
     name: DatasetName
     root: str | None = Field(
-        None, description="Data directory; default ROBUSTLAB_DATA_DIR/<name> (see `robustlab data`)."
+        None, description="Data directory; default ROBUSTLAB_DATA_DIR/<name> (see `robustlab data`). "
+        "image_folder: the folder holding train/ and test/ (or val/); npz: the .npz file."
     )
     train_subset: Count | None = Field(None, ge=1, description="Use only the first N training examples.")
     test_subset: Count | None = Field(None, ge=1, description="Use only the first N test examples.")
     augment: bool | None = Field(
-        None, description="Training augmentation; default per dataset (crops/flips for CIFAR-10 and ImageNet)."
+        None, description="Training augmentation; default per dataset (crops/flips for CIFAR-10 "
+        "and ImageNet; image_folder: random crop and flip when true, default off)."
     )
     download: bool = Field(False, description="Let torchvision download the data when online.")
+    image_size: Count | None = Field(
+        None, ge=1, description="image_folder only: resize the shorter side, then centre-crop to "
+        "a square of this size; default: the images' own size (all must then be equal)."
+    )
+    channels: Literal[1, 3] | None = Field(
+        None, description="image_folder only: 1 (grey) or 3 (RGB, the default)."
+    )
+    normalization: NormalizationConfig | None = Field(
+        None, description="image_folder, npz and plugins: the normalisation inside the model; "
+        "default none (the model sees [0, 1] pixels). Built-in datasets have their own."
+    )
+    kwargs: dict[str, Any] = Field(
+        default_factory=dict, description="Plugin datasets only: passed to the plugin's loader."
+    )
+
+    @model_validator(mode="after")
+    def _fields_fit_the_dataset(self) -> DatasetConfig:
+        own_files = self.name in catalog.DATASET_FORMATS
+        builtin = self.name in catalog.DATASETS
+        if own_files and self.root is None:
+            raise ValueError(f"dataset {self.name!r} needs root: the "
+                             + ("folder holding train/ and test/" if self.name == "image_folder"
+                                else ".npz file"))
+        if self.name != "image_folder":
+            for key in ("image_size", "channels"):
+                if getattr(self, key) is not None:
+                    raise ValueError(f"{key} is for image_folder only, not {self.name!r}")
+        if builtin and self.normalization is not None:
+            raise ValueError(f"{self.name} has its own normalisation; normalization is for "
+                             "image_folder, npz and plugin datasets")
+        if (builtin or own_files) and self.kwargs:
+            raise ValueError(f"kwargs are for plugin datasets only, not {self.name!r}")
+        if self.normalization is not None and self.channels is not None \
+                and len(self.normalization.mean) != self.channels:
+            raise ValueError(f"normalization has {len(self.normalization.mean)} values per "
+                             f"statistic but channels is {self.channels}")
+        return self
 
 
 class ModelConfig(Strict):
-    arch: ArchName = Field(description="Architecture from the model registry.")
+    """An architecture by name and the keyword arguments of its builder."""
+
+    arch: ArchName
+    kwargs: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Keyword arguments of the builder, e.g. {width: 64} for a plugin or "
+        "{weights: IMAGENET1K_V1} for torchvision (online).",
+    )
 
 
 class OptimizerConfig(Strict):
@@ -292,15 +389,26 @@ class TrainSpec(SpecBase):
 
 
 class CheckpointSource(Strict):
-    """Exactly one of a checkpoint file or the id of a run that trained one."""
+    """Exactly one of a checkpoint file or the id of a run that trained one.
+
+    A file written elsewhere (a bare state_dict, or one under ``state_dict``, ``model_state_dict``,
+    ``model`` or ``net``) needs ``model``: the architecture to load it into. robustlab's own
+    checkpoints say what they hold, so ``model`` may be left out for them.
+    """
 
     checkpoint: str | None = Field(None, description="Path to a checkpoint file.")
     run: str | None = Field(None, description="Run id whose final checkpoint is used.")
+    model: ModelConfig | None = Field(
+        None, description="With checkpoint: the architecture of a foreign state_dict "
+        "(arch, kwargs); robustlab's own checkpoints need none."
+    )
 
     @model_validator(mode="after")
     def _exactly_one(self) -> CheckpointSource:
         if (self.checkpoint is None) == (self.run is None):
             raise ValueError("give exactly one of 'checkpoint' or 'run'")
+        if self.model is not None and self.checkpoint is None:
+            raise ValueError("model goes with checkpoint (a run's checkpoint says its model)")
         return self
 
 
@@ -351,6 +459,10 @@ class VisualizedModel(Strict):
     )
     run: str | None = Field(None, description="Id of a train run whose final checkpoint is used.")
     checkpoint: str | None = Field(None, description="Path to a checkpoint file.")
+    model: ModelConfig | None = Field(
+        None, description="With checkpoint: the architecture of a foreign state_dict "
+        "(arch, kwargs); robustlab's own checkpoints need none."
+    )
     train: InRunTraining | None = Field(
         None, description="Train the model in this run (checkpointed, resumable)."
     )
@@ -362,6 +474,8 @@ class VisualizedModel(Strict):
             raise ValueError(
                 f"give exactly one of 'run', 'checkpoint' or 'train' (got {given or 'none'})"
             )
+        if self.model is not None and self.checkpoint is None:
+            raise ValueError("model goes with checkpoint (a run or a training says its model)")
         return self
 
 
@@ -501,9 +615,34 @@ AnySpec = Annotated[
     Field(discriminator="kind"),
 ]
 SPEC_KINDS: dict[str, type[SpecBase]] = {
-    "theory": TheorySpec,
-    "train": TrainSpec,
-    "evaluate": EvaluateSpec,
-    "visualize": VisualizeSpec,
-    "linear_features": LinearFeaturesSpec,
+    model.model_fields["kind"].annotation.__args__[0]: model  # type: ignore[union-attr]
+    for model in get_args(get_args(AnySpec)[0])
 }
+"""kind -> spec class, read off ``AnySpec`` (one list)."""
+
+
+def _attack_kinds() -> set[str]:
+    return {
+        model.model_fields["kind"].annotation.__args__[0]  # type: ignore[union-attr]
+        for model in get_args(get_args(Attack)[0])
+    }
+
+
+def _check_against_catalog() -> None:
+    """The unions above and the catalog must name the same kinds: fail at import, loudly.
+
+    A spec class is needed per kind (its parameters differ), so this is the one place two
+    lists meet; an engineer adding a kind to one and not the other sees this at once.
+    """
+    pairs = {
+        "experiment kinds (AnySpec vs catalog.EXPERIMENT_KINDS)": (set(SPEC_KINDS),
+                                                                    set(catalog.EXPERIMENT_KINDS)),
+        "attack kinds (Attack vs catalog.ATTACKS)": (_attack_kinds(), set(catalog.ATTACKS)),
+        "norms (NormName vs catalog.NORMS)": (set(get_args(NormName)), set(catalog.NORMS)),
+    }
+    for what, (spec_side, catalog_side) in pairs.items():
+        if spec_side != catalog_side:
+            raise RuntimeError(f"{what} differ: {sorted(spec_side ^ catalog_side)}")
+
+
+_check_against_catalog()

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import importlib
 import math
-import typing
 
 import pytest
 import torch
 from torch import nn
 
-from service.specs.models import ArchName
+from service.specs import catalog
+from service.specs.models import ModelConfig
 from workers.science.datasets import DATASETS
 from workers.science.models import (
     LEAKINESS,
     MODELS,
+    ModelBuildError,
     CifarResNet,
     LinearClassifier,
     MnistCNN,
@@ -34,8 +36,12 @@ def _batch(arch: str, batch: int = 2) -> torch.Tensor:
     return torch.rand(batch, *shape, generator=torch.Generator().manual_seed(0))
 
 
-def test_registry_matches_spec_literal() -> None:
-    assert set(MODELS) == set(typing.get_args(ArchName))
+def test_every_catalog_model_validates_and_resolves() -> None:
+    assert set(MODELS) == set(catalog.MODELS)
+    for name, info in catalog.MODELS.items():
+        assert ModelConfig(arch=name).arch == name
+        module, attribute = info.builder.split(":")
+        assert MODELS[name] is getattr(importlib.import_module(module), attribute)
 
 
 @pytest.mark.parametrize("arch", list(MODELS))
@@ -179,5 +185,5 @@ def test_state_dict_round_trip_includes_normalisation() -> None:
 
 
 def test_unknown_arch_names_the_known_ones() -> None:
-    with pytest.raises(KeyError, match="mnist_cnn"):
+    with pytest.raises(ModelBuildError, match="mnist_cnn.*robustlab.models"):
         build_model("vgg16", 10)

@@ -1,71 +1,19 @@
-"""The model registry: the paper's architectures, each taking [0, 1] images.
+"""The paper's four architectures, each a network on normalised inputs.
 
-``MODELS`` is the one list of architecture names (``service.specs.models.ArchName`` must equal
-its keys; a test checks). ``build_model(arch, num_classes)`` builds one for the dataset the
-architecture was made for (the first dataset in ``DATASETS`` whose default arch it is);
-``dataset=`` builds it for another dataset's input shape and normalisation.
-
-Conventions shared with the attacks and the training loop:
-
-- Inputs are images in [0, 1], shape ``(B, C, H, W)``. A dataset's normalisation is a
-  ``Normalize`` module inside the model (``NormalizedModel``), so every eps is in pixel space.
-  MNIST-like datasets have none (MadryLab's mnist_challenge feeds raw pixels), so those models
-  are the bare networks: the ``linear`` model for binary MNIST *is* an ``nn.Linear`` whose
-  ``weight`` (1, 784) and ``bias`` (1,) are the w and b of f(x) = w.x + b.
-- A binary task (``num_classes == 2``, labels -1/+1) gets ONE output, the logit f(x); the
-  prediction is sign(f(x)) and the loss softplus(-y f(x)). Otherwise K outputs (logits).
+Builders take ``(num_outputs, input_shape)``; ``service.specs.catalog.MODELS`` names them and
+``workers.science.models.build_model`` puts the dataset's normalisation in front.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 
 import torch
 import torchvision
 from torch import nn
 
-from workers.science.datasets import DATASETS, Normalization
-
 InputShape = tuple[int, int, int]
 """(C, H, W) of one input image."""
-Builder = Callable[[int, InputShape], nn.Module]
-"""(number of outputs, input shape) -> network on normalised inputs."""
-
-
-def output_size(num_classes: int) -> int:
-    """One logit for a binary (-1/+1) task, one per class otherwise."""
-    return 1 if num_classes == 2 else num_classes
-
-
-# --------------------------------------------------------------------------- normalisation
-
-
-class Normalize(nn.Module):
-    """(x - mean) / std per channel; the statistics are buffers, saved with the weights."""
-
-    mean: torch.Tensor  # (1, C, 1, 1)
-    std: torch.Tensor  # (1, C, 1, 1)
-
-    def __init__(self, normalization: Normalization) -> None:
-        super().__init__()
-        self.register_buffer("mean", torch.tensor(normalization.mean).view(1, -1, 1, 1))
-        self.register_buffer("std", torch.tensor(normalization.std).view(1, -1, 1, 1))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, H, W) -> (B, C, H, W)
-        return (x - self.mean) / self.std
-
-
-class NormalizedModel(nn.Module):
-    """A network behind its dataset's normalisation, so callers only ever see [0, 1] images."""
-
-    def __init__(self, normalize: Normalize, net: nn.Module) -> None:
-        super().__init__()
-        self.normalize = normalize
-        self.net = net
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, H, W) in [0, 1] -> (B, K)
-        return self.net(self.normalize(x))
 
 
 # --------------------------------------------------------------------------- linear
@@ -204,42 +152,3 @@ def resnet50(num_outputs: int, input_shape: InputShape) -> nn.Module:
     if input_shape[0] != 3:
         net.conv1 = nn.Conv2d(input_shape[0], 64, kernel_size=7, stride=2, padding=3, bias=False)
     return net
-
-
-# --------------------------------------------------------------------------- registry
-
-MODELS: dict[str, Builder] = {
-    "linear": LinearClassifier,
-    "mnist_cnn": MnistCNN,
-    "cifar_resnet": CifarResNet,
-    "resnet50": resnet50,
-}
-
-
-def home_dataset(arch: str) -> str:
-    """The dataset an architecture is built for by default: the first whose default arch it is."""
-    return next(name for name, info in DATASETS.items() if info.default_arch == arch)
-
-
-def build_model(arch: str, num_classes: int, *, dataset: str | None = None) -> nn.Module:
-    """A freshly initialised ``arch`` with ``output_size(num_classes)`` outputs.
-
-    Args:
-        arch: a key of ``MODELS``.
-        num_classes: 2 for the -1/+1 binary task (one logit), else the number of classes.
-        dataset: a key of ``DATASETS`` giving the input shape and normalisation; default
-            ``home_dataset(arch)`` (linear: binary_mnist, mnist_cnn: mnist, cifar_resnet:
-            cifar10, resnet50: restricted_imagenet). Pass it whenever arch and dataset are not
-            that pairing, e.g. ``mnist_cnn`` on CIFAR-10.
-
-    Returns:
-        A module mapping ``(B, C, H, W)`` images in [0, 1] to ``(B, K)`` logits; a
-        ``NormalizedModel`` when the dataset has a normalisation, else the bare network.
-    """
-    if arch not in MODELS:
-        raise KeyError(f"unknown arch {arch!r}; known: {', '.join(MODELS)}")
-    info = DATASETS[dataset if dataset is not None else home_dataset(arch)]
-    net = MODELS[arch](output_size(num_classes), info.input_shape)
-    if info.normalization is None:
-        return net
-    return NormalizedModel(Normalize(info.normalization), net)

@@ -1,0 +1,163 @@
+"""A lab's own images: ``root/train/<class>/*`` and ``root/test/<class>/*`` (or ``val/``).
+
+torchvision's ImageFolder layout: one folder per class, classes sorted as ImageFolder sorts
+them (by folder name), the test split labelled with the training split's class indices.
+``image_size`` resizes the shorter side and centre-crops a square; ``channels`` 1 reads grey,
+3 (default) RGB. Two classes follow robustlab's binary convention (labels -1 for the first
+class, +1 for the second, one logit), as binary_mnist does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+import torchvision
+from PIL import Image
+from torchvision import transforms
+
+from service.specs.catalog import DatasetInfo, Normalization
+from service.specs.models import DatasetConfig
+from workers.science.datasets.common import (
+    MalformedDataError,
+    MissingDataError,
+    proportional_order,
+)
+
+TEST_SPLITS = ("test", "val")
+LAYOUT = "image_folder wants root/train/<class>/* and root/test/<class>/* (or val/)"
+EXTENSIONS = torchvision.datasets.folder.IMG_EXTENSIONS
+
+
+def split_dir(root: Path, *, train: bool) -> Path:
+    """``root/train``, or ``root/test`` (``root/val`` when there is no test/); one-line errors."""
+    if not root.is_dir():
+        raise MissingDataError(f"image_folder root not found: {root} ({LAYOUT})")
+    names = ("train",) if train else TEST_SPLITS
+    for name in names:
+        if (root / name).is_dir():
+            return root / name
+    wanted = "train/" if train else "test/ (or val/)"
+    raise MissingDataError(f"{root} has no {wanted} folder ({LAYOUT})")
+
+
+def class_names(folder: Path) -> list[str]:
+    """Class folder names, sorted as ImageFolder sorts them; at least one, each with images."""
+    classes = sorted(entry.name for entry in folder.iterdir() if entry.is_dir())
+    if not classes:
+        raise MalformedDataError(f"{folder} has no class folders ({LAYOUT})")
+    for name in classes:
+        if not any(path.is_file() and path.suffix.lower() in EXTENSIONS
+                   for path in (folder / name).rglob("*")):
+            raise MalformedDataError(f"{folder / name} has no images ({', '.join(EXTENSIONS)})")
+    return classes
+
+
+def checked_classes(root: Path) -> list[str]:
+    """The training classes, after checking that the test split has no class they lack."""
+    train_classes = class_names(split_dir(root, train=True))
+    test_dir = split_dir(root, train=False)
+    extra = sorted(set(class_names(test_dir)) - set(train_classes))
+    if extra:
+        raise MalformedDataError(f"{test_dir.name}/ has classes that train/ lacks: {', '.join(extra)}")
+    return train_classes
+
+
+def _pixels(cfg: DatasetConfig) -> Callable[[Image.Image], Image.Image]:
+    """PIL image -> the mode the spec asks for ('L' for 1 channel, 'RGB' for 3)."""
+    mode = "L" if cfg.channels == 1 else "RGB"
+    return lambda image: image.convert(mode)
+
+
+def _transform(cfg: DatasetConfig, size: tuple[int, int], *, augment: bool) -> Callable[[Any], torch.Tensor]:
+    steps: list[Any] = [_pixels(cfg)]
+    if cfg.image_size is not None:
+        steps += [transforms.Resize(cfg.image_size), transforms.CenterCrop(cfg.image_size)]
+    if augment:
+        steps += [transforms.RandomCrop(size, padding=max(1, size[0] // 8)),
+                  transforms.RandomHorizontalFlip()]
+    return transforms.Compose([*steps, transforms.ToTensor()])
+
+
+def _first_image(folder: Path) -> Path:
+    return next(path for path in sorted(folder.rglob("*"))
+                if path.is_file() and path.suffix.lower() in EXTENSIONS)
+
+
+def info(cfg: DatasetConfig, root: Path) -> DatasetInfo:
+    """Facts read off the folders: classes, input shape (from ``image_size`` or the first image)."""
+    classes = checked_classes(root)
+    channels = cfg.channels or 3
+    if cfg.image_size is not None:
+        height = width = cfg.image_size
+    else:
+        with Image.open(_first_image(split_dir(root, train=True))) as image:
+            width, height = image.size
+    normalization = None
+    if cfg.normalization is not None:
+        if len(cfg.normalization.mean) != channels:
+            raise MalformedDataError(f"normalization has {len(cfg.normalization.mean)} values per "
+                                     f"statistic but the images have {channels} channels")
+        normalization = Normalization(tuple(cfg.normalization.mean), tuple(cfg.normalization.std))
+    return DatasetInfo(
+        name="image_folder", title=f"image folder {root}", num_classes=len(classes),
+        input_shape=(channels, height, width), class_names=tuple(classes),
+        normalization=normalization, default_arch="", augment=False, root_name="",
+        files=(), fetchable=False, module="image_folder",
+        how_to_get=LAYOUT,
+    )
+
+
+class LabelledImageFolder(torchvision.datasets.ImageFolder):
+    """ImageFolder with the training split's classes, a fair prefix order, and a size check.
+
+    Samples are put in ``proportional_order`` so that a ``train_subset`` prefix holds every
+    class. Every image must come out at ``input_shape`` (set ``image_size`` otherwise).
+    """
+
+    samples: list[tuple[str, int]]
+
+    def __init__(self, folder: Path, classes: list[str], transform: Callable[[Any], torch.Tensor],
+                 input_shape: tuple[int, int, int]) -> None:
+        self._classes = classes
+        self._binary = len(classes) == 2
+        self.input_shape = input_shape
+        super().__init__(str(folder), transform=transform, allow_empty=True)
+        order = proportional_order([target for _, target in self.samples])
+        self.samples = [self.samples[i] for i in order]
+        self.imgs = self.samples
+        self.targets = [target for _, target in self.samples]
+
+    def find_classes(self, directory: str | Path) -> tuple[list[str], dict[str, int]]:
+        present = {entry.name for entry in Path(directory).iterdir() if entry.is_dir()}
+        return self._classes, {name: i for i, name in enumerate(self._classes) if name in present}
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        image, target = super().__getitem__(index)  # (C, H, W) in [0, 1], class index
+        if tuple(image.shape) != self.input_shape:
+            raise MalformedDataError(
+                f"{self.samples[index][0]} is {tuple(image.shape)}, not {self.input_shape} like "
+                "the first image: set dataset.image_size to resize every image")
+        label = (1 if target == 1 else -1) if self._binary else target
+        return image, torch.tensor(label, dtype=torch.int64)
+
+
+def load(cfg: DatasetConfig, root: Path, *, train: bool, augment: bool) -> LabelledImageFolder:
+    """One split as a lazily decoded ImageFolder, labelled with the training split's classes."""
+    facts = info(cfg, root)
+    size = facts.input_shape[1:]
+    return LabelledImageFolder(split_dir(root, train=train), list(facts.class_names),
+                               _transform(cfg, size, augment=augment), facts.input_shape)
+
+
+def files(cfg: DatasetConfig, root: Path) -> list[Path]:
+    """Every image of both splits (what the data hash covers), sorted."""
+    checked_classes(root)
+    found: list[Path] = []
+    for train in (True, False):
+        folder = split_dir(root, train=train)
+        found += [path for path in folder.rglob("*")
+                  if path.is_file() and path.suffix.lower() in EXTENSIONS]
+    return sorted(found)
