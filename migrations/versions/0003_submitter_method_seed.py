@@ -5,6 +5,7 @@
   ``train_norm`` and ``train_eps``; NULL for rows written before it existed.
 - ``runs.seed`` becomes BIGINT: specs accept seeds up to 2**63 - 1.
 - ``ix_runs_created_at``: ``robustlab runs`` and the dashboard list runs newest first.
+- status ``interrupted``: a run stopped cleanly by SIGTERM/SIGINT, resumable.
 
 Mirrors ``service/store/models.py``.
 
@@ -25,6 +26,9 @@ down_revision: str | Sequence[str] | None = "0002"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
+OLD_STATUSES = "status IN ('queued', 'running', 'succeeded', 'failed', 'cancelled')"
+NEW_STATUSES = "status IN ('queued', 'running', 'succeeded', 'failed', 'cancelled', 'interrupted')"
+
 
 def upgrade() -> None:
     with op.batch_alter_table("runs") as batch:
@@ -32,6 +36,8 @@ def upgrade() -> None:
         batch.alter_column("seed", existing_type=sa.Integer(), type_=sa.BigInteger(),
                            existing_nullable=False)
         batch.create_index(batch.f("ix_runs_created_at"), ["created_at"])
+        batch.drop_constraint(batch.f("ck_runs_status"), type_="check")
+        batch.create_check_constraint(batch.f("ck_runs_status"), NEW_STATUSES)
     with op.batch_alter_table("evaluations") as batch:
         batch.add_column(sa.Column("train_method", sa.String(length=16), nullable=True))
 
@@ -39,7 +45,11 @@ def upgrade() -> None:
 def downgrade() -> None:
     with op.batch_alter_table("evaluations") as batch:
         batch.drop_column("train_method")
+    # The old constraint has no 'interrupted': such runs become failed, which resume also takes.
+    op.execute("UPDATE runs SET status = 'failed' WHERE status = 'interrupted'")
     with op.batch_alter_table("runs") as batch:
+        batch.drop_constraint(batch.f("ck_runs_status"), type_="check")
+        batch.create_check_constraint(batch.f("ck_runs_status"), OLD_STATUSES)
         batch.drop_index(batch.f("ix_runs_created_at"))
         batch.alter_column("seed", existing_type=sa.BigInteger(), type_=sa.Integer(),
                            existing_nullable=False)

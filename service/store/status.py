@@ -12,13 +12,19 @@ from enum import StrEnum
 
 
 class RunStatus(StrEnum):
-    """Where a run is in its life cycle: queued -> running -> succeeded | failed | cancelled."""
+    """Where a run is in its life cycle.
+
+    queued -> running -> succeeded | failed | cancelled | interrupted. ``interrupted``: the
+    process was told to stop (SIGTERM, SIGINT) and stopped cleanly at a checkpoint; it is not
+    pending (nothing will run it by itself) and ``robustlab resume RUN`` continues it.
+    """
 
     QUEUED = "queued"
     RUNNING = "running"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    INTERRUPTED = "interrupted"
 
     @property
     def pending(self) -> bool:
@@ -33,14 +39,14 @@ class RunStatus(StrEnum):
 
 PENDING: frozenset[RunStatus] = frozenset({RunStatus.QUEUED, RunStatus.RUNNING})
 TERMINAL: frozenset[RunStatus] = frozenset(
-    {RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED})
+    {RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED, RunStatus.INTERRUPTED})
 
 
 def check_constraint_sql(column: str = "status") -> str:
     """``status IN ('queued', ...)``: the check constraint's text, in the enum's order.
 
-    The order and quoting match migration 0001's constraint exactly, so deriving it from the
-    enum changes nothing in the schema (no migration).
+    The order and quoting match the constraint the migrations create (0001, and 0003 which
+    added 'interrupted'): a new status needs a migration that replaces the constraint.
     """
     values = ", ".join(f"'{status.value}'" for status in RunStatus)
     return f"{column} IN ({values})"
