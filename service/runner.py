@@ -1,5 +1,9 @@
 """Record the runs of a spec and execute one run: the seam between the store and the science.
 
+This is the executing half (torch, the experiments). The recording half, torch-free, is
+``service.recording`` (planning, recording and triaging runs, the batching ``StoreReporter``,
+``resumable``); its names are re-exported here for callers of ``service.runner``.
+
 ``robustlab run`` calls ``execute_run`` in-process; the Celery task calls the very same function
 in a worker. Execution is idempotent: a succeeded run is not run again, and an interrupted one
 resumes from the checkpoints in its run directory (the science decides how).
@@ -13,12 +17,9 @@ import random
 import socket
 import subprocess
 import sys
-import time
 import traceback
-import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from dataclasses import replace
 from functools import lru_cache
 from importlib import metadata
 from pathlib import Path
@@ -28,91 +29,33 @@ import numpy as np
 import torch
 from pydantic import TypeAdapter
 
-from service.settings import Settings, get_settings
-from service.specs.hashing import spec_hash
-from service.specs.loading import LoadedSpec
-from service.specs.models import AnySpec, SpecBase
-from service.specs.sweep import expand
-from service.store.repository import NewRun, RunInfo, Store
-from workers.science.experiments import get_experiment
-from workers.science.records import (
-    ArtifactRecord,
-    Cancelled,
-    CheckpointRecord,
-    EvaluationRecord,
-    MetricRecord,
-    RunContext,
+from service.recording import (
+    PENDING_STATUSES,
+    STALE_AFTER_S,
+    ProgressFn,
+    Recorded,
+    StoreReporter,
+    first_line,
+    new_run_id,
+    plan_runs,
+    record,
+    resumable,
+    seconds_since_heartbeat,
+    triage,
 )
+from service.settings import Settings, get_settings
+from service.specs.loading import LoadedSpec
+from service.specs.models import AnySpec
+from service.store.repository import RunInfo, Store
+from service.store.status import RunStatus
+from workers.science.experiments import get_experiment
+from workers.science.records import Cancelled, RunContext
 
 log = logging.getLogger(__name__)
-
-ProgressFn = Callable[[str, float, str], None]
-"""Called with (run_id, fraction done in [0, 1], stage)."""
 
 _SPEC_ADAPTER: TypeAdapter[Any] = TypeAdapter(AnySpec)
 _PACKAGES = ("robustlab", "torch", "torchvision", "numpy", "scipy", "pydantic", "sqlalchemy",
              "celery")
-
-
-PENDING_STATUSES = ("queued", "running")
-STALE_AFTER_S = 120.0
-"""A 'running' run with no progress written for this long has lost its process (it writes at
-least every few seconds while it works), so it may be resumed."""
-
-
-@dataclass(frozen=True)
-class Recorded:
-    """What ``record`` did with each cell of a spec."""
-
-    spec_id: str
-    runs: list[RunInfo]
-    """Recorded now, queued."""
-    done: list[RunInfo]
-    """An identical cell had already succeeded: not recorded again (unless ``force``)."""
-    pending: list[RunInfo]
-    """An identical cell is queued or running (in a worker, or interrupted): not recorded."""
-
-
-def new_run_id() -> str:
-    return uuid.uuid4().hex[:12]
-
-
-def plan_runs(loaded: LoadedSpec, *, queue: str | None = None) -> tuple[str, list[NewRun]]:
-    """The spec id and one new run per sweep cell, not yet written anywhere."""
-    spec: SpecBase = loaded.spec
-    runs = [
-        NewRun(
-            id=new_run_id(),
-            experiment=spec.name,
-            kind=cell.spec.kind,
-            cell=cell.index,
-            params=cell.params,
-            resolved_spec=cell.spec.model_dump(mode="json"),
-            spec_hash=spec_hash(cell.spec),
-            seed=cell.spec.seed,
-            queue=queue,
-        )
-        for cell in expand(spec)
-    ]
-    return spec_hash(spec), runs
-
-
-def record(loaded: LoadedSpec, store: Store, *, queue: str | None = None,
-           force: bool = False) -> Recorded:
-    """Write the spec and one queued run per grid cell that has no identical run yet.
-
-    Cells identical to a succeeded run are reported as done unless ``force``; cells identical
-    to a queued or running run are reported as pending and never recorded twice.
-    """
-    spec: SpecBase = loaded.spec
-    spec_id, planned = plan_runs(loaded, queue=queue)
-    new, done, pending = triage(planned, store.list_runs(experiment=spec.name), force=force)
-    runs: list[RunInfo] = []
-    if new:
-        store.add_spec(spec_id, spec.name, spec.kind, loaded.source_path, loaded.source_yaml,
-                       spec.model_dump(mode="json"))
-        runs = store.add_runs(spec_id, new)
-    return Recorded(spec_id, runs, done, pending)
 
 
 def resolve_device(requested: str) -> torch.device:
@@ -158,52 +101,6 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-class StoreReporter:
-    """The ``Reporter`` that writes records to the store; progress and cancel checks throttled."""
-
-    def __init__(self, store: Store, run_id: str, *, on_progress: ProgressFn | None = None,
-                 interval_s: float = 1.0) -> None:
-        self.store = store
-        self.run_id = run_id
-        self.on_progress = on_progress
-        self.interval_s = interval_s
-        self._last_write = 0.0
-        self._last_stage: str | None = None
-        self._last_cancel_check = 0.0
-        self._stop = False
-
-    def progress(self, done: float, total: float, stage: str = "") -> None:
-        fraction = min(max(done / total, 0.0), 1.0) if total else 0.0
-        if self.on_progress:
-            self.on_progress(self.run_id, fraction, stage)
-        now = time.monotonic()
-        if stage != self._last_stage or now - self._last_write >= self.interval_s:
-            self.store.set_progress(self.run_id, fraction, stage or None)
-            self._last_write, self._last_stage = now, stage
-
-    def should_stop(self) -> bool:
-        now = time.monotonic()
-        if not self._stop and now - self._last_cancel_check >= self.interval_s:
-            self._last_cancel_check = now
-            self._stop = self.store.cancel_requested(self.run_id)
-        return self._stop
-
-    def evaluation(self, record: EvaluationRecord) -> None:
-        self.store.upsert_evaluation(self.run_id, record)
-
-    def metric(self, record: MetricRecord) -> None:
-        self.store.upsert_metric(self.run_id, record)
-
-    def artifact(self, record: ArtifactRecord) -> None:
-        self.store.add_artifact(self.run_id, record)
-
-    def checkpoint(self, record: CheckpointRecord) -> None:
-        self.store.add_checkpoint(self.run_id, record)
-
-    def provenance(self, **facts: Any) -> None:
-        self.store.add_provenance(self.run_id, **facts)
-
-
 def _context(store: Store, run: RunInfo, device: torch.device, reporter: StoreReporter,
              settings: Settings) -> RunContext:
     def resolve_run_checkpoint(run_id: str) -> Path:
@@ -243,15 +140,15 @@ def execute_run(run_id: str, store: Store, *, device: str | None = None,
     """
     settings = settings or get_settings()
     run = store.get_run(run_id)
-    if run.status in ("succeeded", "cancelled"):
+    if run.status in (RunStatus.SUCCEEDED, RunStatus.CANCELLED):
         return run
     if run.cancel_requested:
-        return store.finish_run(run.id, "cancelled")
+        return store.finish_run(run.id, RunStatus.CANCELLED)
     spec = _SPEC_ADAPTER.validate_python(run.resolved_spec)
     try:
         torch_device = resolve_device(device or spec.device)
     except RuntimeError as exc:
-        return store.finish_run(run.id, "failed", error=str(exc))
+        return store.finish_run(run.id, RunStatus.FAILED, error=str(exc))
     run = store.mark_running(
         run.id, host=socket.gethostname(), device=str(torch_device), git_sha=git_sha(),
         package_versions=package_versions(), task_id=task_id,
@@ -263,41 +160,30 @@ def execute_run(run_id: str, store: Store, *, device: str | None = None,
     try:
         get_experiment(spec.kind)(spec, ctx)
     except Cancelled:
-        return store.finish_run(run.id, "cancelled", error="cancelled on request")
+        reporter.flush()  # what was computed before the cancel is kept
+        return store.finish_run(run.id, RunStatus.CANCELLED, error="cancelled on request")
     except Exception as exc:  # the run fails with its reason; the caller decides what to show
         reason = f"{type(exc).__name__}: {exc}".strip()
         log.debug("run %s failed", run.id, exc_info=True)
-        return store.finish_run(run.id, "failed", error=f"{reason}\n\n{traceback.format_exc()}")
-    store.set_progress(run.id, 1.0, "done")
+        reporter.flush()  # as before batching: the records written before the failure stay
+        return store.finish_run(run.id, RunStatus.FAILED,
+                                error=f"{reason}\n\n{traceback.format_exc()}")
+    except BaseException:  # Ctrl-C, a signal, a worker's shutdown: keep what was computed
+        _flush_quietly(reporter)
+        raise
+    reporter.flush(progress=(1.0, "done"))
     if on_progress:
         on_progress(run.id, 1.0, "done")
-    return store.finish_run(run.id, "succeeded")
+    return store.finish_run(run.id, RunStatus.SUCCEEDED)
 
 
-def triage(planned: Sequence[NewRun], existing: Sequence[RunInfo], *,
-           force: bool) -> tuple[list[NewRun], list[RunInfo], list[RunInfo]]:
-    """Split planned cells into (to record, already done, already pending) by content hash.
-
-    ``existing`` are runs of the same experiment (a hash covers the name, so identical cells
-    always share it). Failed and cancelled runs do not count: their cells run again.
-    """
-    by_hash: dict[str, list[RunInfo]] = {}
-    for run in existing:
-        by_hash.setdefault(run.spec_hash, []).append(run)
-    new: list[NewRun] = []
-    done: list[RunInfo] = []
-    pending: list[RunInfo] = []
-    for cell in planned:
-        runs = by_hash.get(cell.spec_hash, [])
-        succeeded = [run for run in runs if run.status == "succeeded"]
-        in_flight = [run for run in runs if run.status in PENDING_STATUSES]
-        if in_flight:
-            pending.append(in_flight[0])
-        elif succeeded and not force:
-            done.append(succeeded[0])
-        else:
-            new.append(cell)
-    return new, done, pending
+def _flush_quietly(reporter: StoreReporter) -> None:
+    """Write the held records while the process is being stopped; a failure here must not
+    hide why it stops (the records come after the last checkpoint: a resume redoes them)."""
+    try:
+        reporter.flush()
+    except Exception:  # noqa: BLE001 - logged, and the interruption goes on
+        log.warning("run %s: could not write its last records", reporter.run_id, exc_info=True)
 
 
 def run_spec(loaded: LoadedSpec, store: Store, *, device: str | None = None, force: bool = False,
@@ -317,38 +203,8 @@ def run_spec(loaded: LoadedSpec, store: Store, *, device: str | None = None, for
     return replace(recorded, runs=executed)
 
 
-def seconds_since_heartbeat(run: RunInfo) -> float | None:
-    """How long ago the run last wrote progress; ``None`` if it never did."""
-    beat = run.heartbeat_at or run.started_at
-    if beat is None:
-        return None
-    if beat.tzinfo is None:  # SQLite hands back naive UTC datetimes
-        beat = beat.replace(tzinfo=UTC)
-    return (datetime.now(UTC) - beat).total_seconds()
-
-
-def resumable(run: RunInfo, *, force: bool = False) -> str | None:
-    """Why ``run`` cannot be resumed in this process now, or ``None`` if it can.
-
-    Failed runs and runs queued without a broker can be. A run queued on a broker's queue is
-    a worker's to take, and a running one can be resumed only once its process is gone (no
-    heartbeat for ``STALE_AFTER_S``), unless ``force``: two processes on one run would fight
-    over its checkpoints.
-    """
-    if run.status == "succeeded":
-        return "already succeeded"
-    if run.status == "cancelled":
-        return "cancelled (run the spec again to start it afresh)"
-    if run.status == "queued" and run.queue is not None and not force:
-        return (f"queued on {run.queue!r}: a `robustlab worker` will take it (`robustlab "
-                "cancel` it first, or --force if its message is lost)")
-    if run.status == "running" and not force:
-        age = seconds_since_heartbeat(run)
-        if age is not None and age < STALE_AFTER_S:
-            return (f"still running on {run.host or 'an unknown host'} (progress written "
-                    f"{age:.0f} s ago); --force if its process is gone")
-    return None
-
-
-def first_line(error: str | None) -> str:
-    return (error or "").strip().splitlines()[0] if error and error.strip() else ""
+__all__ = [
+    "PENDING_STATUSES", "STALE_AFTER_S", "ProgressFn", "Recorded", "StoreReporter", "execute_run",
+    "first_line", "new_run_id", "plan_runs", "record", "resumable", "run_spec",
+    "seconds_since_heartbeat", "triage",
+]

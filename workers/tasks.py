@@ -16,10 +16,13 @@ from celery import Task
 
 from service.queue import EXECUTE_TASK, SCAN_TASK, WORKER_DEVICE_ENV, app
 from service.store.repository import DatabaseUnavailable, RunNotFound, Store, StoreError
+from service.store.status import TERMINAL, RunStatus
 
 log = logging.getLogger(__name__)
 
-ENDED = ("succeeded", "failed", "cancelled")
+ENDED = TERMINAL - {RunStatus.INTERRUPTED}
+"""Statuses a delivered task leaves alone. An interrupted run (its process was told to stop)
+is not among them: a task delivered again for it resumes it from its checkpoints."""
 RETRY_BASE_S = 5.0
 RETRY_MAX_S = 600.0
 MAX_RETRIES = 10
@@ -79,11 +82,11 @@ def execute_run(self: Task, run_id: str, fail_reason: str | None = None) -> str:
 
 def _record_failure(task: Task, store: Store, run_id: str, reason: str) -> str:
     try:
-        store.finish_run(run_id, "failed", error=reason)
+        store.finish_run(run_id, RunStatus.FAILED, error=reason)
     except DatabaseUnavailable as exc:
         raise task.retry(exc=exc, kwargs={"run_id": run_id, "fail_reason": reason},
                          countdown=retry_delay(task.request.retries)) from exc
-    return "failed"
+    return RunStatus.FAILED.value
 
 
 @app.task(name=SCAN_TASK)

@@ -24,6 +24,7 @@ from service.cli.common import (
 from service.results import fetch_rows, to_table
 from service.specs.loading import load_spec_file
 from service.store.repository import RunInfo, Store
+from service.store.status import RunStatus
 
 
 class _Bars:
@@ -133,11 +134,11 @@ def _finish(store: Store, executed: Sequence[RunInfo], *, shown: Sequence[RunInf
         line = label(item, item.status)
         if item.error:
             line += f": {first_line(item.error)}"
-        (err if item.status != "succeeded" else out).print(line, markup=False)
+        (err if item.status != RunStatus.SUCCEEDED else out).print(line, markup=False)
     rows = fetch_rows(store, run_ids=[r.id for r in shown]) if shown else []
     if rows:
         out.print(to_table(rows, title=title))
-    if any(item.status != "succeeded" for item in executed):
+    if any(item.status != RunStatus.SUCCEEDED for item in executed):
         raise SystemExit(EXIT_RUN_FAILED)
 
 

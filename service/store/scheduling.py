@@ -22,6 +22,7 @@ from service.settings import Settings, get_settings
 from service.store.models import Checkpoint, Run, Schedule, ScheduleCoverage
 from service.store.repository import Store
 from service.store.session import ManagedSessions, RetryPolicy, StoreError
+from service.store.status import RunStatus
 
 __all__ = ["NewSchedule", "ScheduleInfo", "ScheduleNotFound", "Schedules", "TARGET_KINDS"]
 
@@ -165,7 +166,7 @@ class Schedules:
     def final_checkpoints_of(self, experiment: str) -> list[str]:
         """Paths of the final checkpoints of the experiment's succeeded runs, oldest first."""
         query = (select(Checkpoint.path).join(Run, Run.id == Checkpoint.run_id)
-                 .where(Run.experiment == experiment, Run.status == "succeeded",
+                 .where(Run.experiment == experiment, Run.status == RunStatus.SUCCEEDED.value,
                         Checkpoint.final.is_(True))
                  .order_by(Checkpoint.created_at, Checkpoint.id))
         return self._sessions.run(lambda session: list(session.scalars(query)))

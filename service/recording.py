@@ -1,0 +1,239 @@
+"""The runner's recording half: plan and record a spec's runs, and write a run's records.
+
+Torch-free (a test checks ``sys.modules``): ``robustlab submit`` records runs without loading
+the science, and the ``StoreReporter`` that a run writes through needs only the record types
+(imported for type checking). ``service.runner`` is the executing half: it imports torch and
+the experiments, and re-exports these names for its callers.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from service.specs.hashing import spec_hash
+from service.specs.loading import LoadedSpec
+from service.specs.sweep import expand
+from service.store.repository import NewRun, RunInfo, Store
+from service.store.status import PENDING, RunStatus
+
+if TYPE_CHECKING:
+    from workers.science.records import (
+        ArtifactRecord,
+        CheckpointRecord,
+        EvaluationRecord,
+        MetricRecord,
+    )
+
+ProgressFn = Callable[[str, float, str], None]
+"""Called with (run_id, fraction done in [0, 1], stage)."""
+
+PENDING_STATUSES = tuple(sorted(PENDING))
+"""Kept for callers of the old tuple; ``service.store.status.PENDING`` is the definition."""
+
+STALE_AFTER_S = 120.0
+"""A 'running' run with no progress written for this long has lost its process (it writes at
+least every few seconds while it works), so it may be resumed."""
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """What ``record`` did with each cell of a spec."""
+
+    spec_id: str
+    runs: list[RunInfo]
+    """Recorded now, queued."""
+    done: list[RunInfo]
+    """An identical cell had already succeeded: not recorded again (unless ``force``)."""
+    pending: list[RunInfo]
+    """An identical cell is queued or running (in a worker, or interrupted): not recorded."""
+
+
+def new_run_id() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+def plan_runs(loaded: LoadedSpec, *, queue: str | None = None) -> tuple[str, list[NewRun]]:
+    """The spec id and one new run per sweep cell, not yet written anywhere."""
+    spec = loaded.spec
+    runs = [
+        NewRun(
+            id=new_run_id(),
+            experiment=spec.name,
+            kind=cell.spec.kind,
+            cell=cell.index,
+            params=cell.params,
+            resolved_spec=cell.spec.model_dump(mode="json"),
+            spec_hash=spec_hash(cell.spec),
+            seed=cell.spec.seed,
+            queue=queue,
+        )
+        for cell in expand(spec)
+    ]
+    return spec_hash(spec), runs
+
+
+def record(loaded: LoadedSpec, store: Store, *, queue: str | None = None,
+           force: bool = False) -> Recorded:
+    """Write the spec and one queued run per grid cell that has no identical run yet.
+
+    Cells identical to a succeeded run are reported as done unless ``force``; cells identical
+    to a queued or running run are reported as pending and never recorded twice.
+    """
+    spec = loaded.spec
+    spec_id, planned = plan_runs(loaded, queue=queue)
+    new, done, pending = triage(planned, store.list_runs(experiment=spec.name), force=force)
+    runs: list[RunInfo] = []
+    if new:
+        store.add_spec(spec_id, spec.name, spec.kind, loaded.source_path, loaded.source_yaml,
+                       spec.model_dump(mode="json"))
+        runs = store.add_runs(spec_id, new)
+    return Recorded(spec_id, runs, done, pending)
+
+
+def triage(planned: Sequence[NewRun], existing: Sequence[RunInfo], *,
+           force: bool) -> tuple[list[NewRun], list[RunInfo], list[RunInfo]]:
+    """Split planned cells into (to record, already done, already pending) by content hash.
+
+    ``existing`` are runs of the same experiment (a hash covers the name, so identical cells
+    always share it). Failed and cancelled runs do not count: their cells run again.
+    """
+    by_hash: dict[str, list[RunInfo]] = {}
+    for run in existing:
+        by_hash.setdefault(run.spec_hash, []).append(run)
+    new: list[NewRun] = []
+    done: list[RunInfo] = []
+    pending: list[RunInfo] = []
+    for cell in planned:
+        runs = by_hash.get(cell.spec_hash, [])
+        succeeded = [run for run in runs if run.status == RunStatus.SUCCEEDED]
+        in_flight = [run for run in runs if run.status in PENDING]
+        if in_flight:
+            pending.append(in_flight[0])
+        elif succeeded and not force:
+            done.append(succeeded[0])
+        else:
+            new.append(cell)
+    return new, done, pending
+
+
+class StoreReporter:
+    """The ``Reporter`` that writes a run's records to the store, in batches.
+
+    Evaluations and metrics are held until the science reaches a natural boundary, then
+    written in one transaction (``Store.write_records``): a checkpoint (an epoch's metrics go
+    in with it), a change of stage (an evaluation's rows, the end of an epoch), a progress tick
+    ``interval_s`` after the last write (so the dashboard stays live), an artifact, and the end
+    of the run (``flush``, which ``execute_run`` calls whatever the outcome). Records keep their
+    keys, so the store still upserts and a resumed run leaves no duplicate rows; records held
+    when a process dies come after its last checkpoint, so resuming computes them again.
+    Cancel checks are throttled to ``interval_s`` too.
+    """
+
+    def __init__(self, store: Store, run_id: str, *, on_progress: ProgressFn | None = None,
+                 interval_s: float = 1.0, max_held: int = 2000) -> None:
+        self.store = store
+        self.run_id = run_id
+        self.on_progress = on_progress
+        self.interval_s = interval_s
+        self.max_held = max_held
+        self._last_write = 0.0
+        self._last_stage: str | None = None
+        self._last_cancel_check = 0.0
+        self._stop = False
+        self._evaluations: dict[str, EvaluationRecord] = {}
+        self._metrics: dict[str, MetricRecord] = {}
+
+    def progress(self, done: float, total: float, stage: str = "") -> None:
+        fraction = min(max(done / total, 0.0), 1.0) if total else 0.0
+        if self.on_progress:
+            self.on_progress(self.run_id, fraction, stage)
+        now = time.monotonic()
+        if stage != self._last_stage or now - self._last_write >= self.interval_s:
+            self.flush(progress=(fraction, stage or None))
+            self._last_stage = stage
+
+    def should_stop(self) -> bool:
+        now = time.monotonic()
+        if not self._stop and now - self._last_cancel_check >= self.interval_s:
+            self._last_cancel_check = now
+            self._stop = self.store.cancel_requested(self.run_id)
+        return self._stop
+
+    def evaluation(self, record: EvaluationRecord) -> None:
+        self._evaluations[record.key] = record
+        self._flush_if_full()
+
+    def metric(self, record: MetricRecord) -> None:
+        self._metrics[record.key] = record
+        self._flush_if_full()
+
+    def artifact(self, record: ArtifactRecord) -> None:
+        self.flush()  # rows first, so an artifact never appears before the numbers it shows
+        self.store.add_artifact(self.run_id, record)
+
+    def checkpoint(self, record: CheckpointRecord) -> None:
+        self.flush(checkpoints=[record])
+
+    def provenance(self, **facts: Any) -> None:
+        self.store.add_provenance(self.run_id, **facts)
+
+    @property
+    def held(self) -> int:
+        """Records received and not yet written."""
+        return len(self._evaluations) + len(self._metrics)
+
+    def flush(self, *, checkpoints: Sequence[CheckpointRecord] = (),
+              progress: tuple[float, str | None] | None = None) -> None:
+        """Write every held record (and ``checkpoints``, ``progress``) in one transaction."""
+        self.store.write_records(self.run_id, evaluations=list(self._evaluations.values()),
+                                 metrics=list(self._metrics.values()), checkpoints=checkpoints,
+                                 progress=progress)
+        self._evaluations.clear()
+        self._metrics.clear()
+        self._last_write = time.monotonic()
+
+    def _flush_if_full(self) -> None:
+        if self.held >= self.max_held:
+            self.flush()
+
+
+def seconds_since_heartbeat(run: RunInfo) -> float | None:
+    """How long ago the run last wrote progress; ``None`` if it never did."""
+    beat = run.heartbeat_at or run.started_at
+    if beat is None:
+        return None
+    if beat.tzinfo is None:  # SQLite hands back naive UTC datetimes
+        beat = beat.replace(tzinfo=UTC)
+    return (datetime.now(UTC) - beat).total_seconds()
+
+
+def resumable(run: RunInfo, *, force: bool = False) -> str | None:
+    """Why ``run`` cannot be resumed in this process now, or ``None`` if it can.
+
+    Failed runs and runs queued without a broker can be. A run queued on a broker's queue is
+    a worker's to take, and a running one can be resumed only once its process is gone (no
+    heartbeat for ``STALE_AFTER_S``), unless ``force``: two processes on one run would fight
+    over its checkpoints.
+    """
+    if run.status == RunStatus.SUCCEEDED:
+        return "already succeeded"
+    if run.status == RunStatus.CANCELLED:
+        return "cancelled (run the spec again to start it afresh)"
+    if run.status == RunStatus.QUEUED and run.queue is not None and not force:
+        return (f"queued on {run.queue!r}: a `robustlab worker` will take it (`robustlab "
+                "cancel` it first, or --force if its message is lost)")
+    if run.status == RunStatus.RUNNING and not force:
+        age = seconds_since_heartbeat(run)
+        if age is not None and age < STALE_AFTER_S:
+            return (f"still running on {run.host or 'an unknown host'} (progress written "
+                    f"{age:.0f} s ago); --force if its process is gone")
+    return None
+
+
+def first_line(error: str | None) -> str:
+    return (error or "").strip().splitlines()[0] if error and error.strip() else ""
