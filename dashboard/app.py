@@ -1,7 +1,12 @@
 """The robustlab dashboard: a multipage Streamlit app over the results store and artifacts.
 
 Start it with ``robustlab dashboard`` (see ``dashboard/launch.py``). It reads the database
-named by ``ROBUSTLAB_DATABASE_URL`` and the files under ``ROBUSTLAB_ARTIFACT_DIR``.
+named by ``ROBUSTLAB_DASHBOARD_DATABASE_URL`` (default ``ROBUSTLAB_DATABASE_URL``) and the
+files under ``ROBUSTLAB_ARTIFACT_DIR``.
+
+``PAGES`` is the one list of pages, each with the least role that may open it; ``auth.gate``
+logs the visitor in (when OIDC is configured) and ``auth.navigation`` turns a page above the
+visitor's role into a refusal under the same URL, so a new page is covered by adding it here.
 """
 
 from __future__ import annotations
@@ -10,21 +15,26 @@ from pathlib import Path
 
 import streamlit as st
 
-from dashboard import components
+from dashboard import auth, components
+from dashboard.auth import PageSpec, Role
 from service.store import queries
 
 # Not ``pages/``: Streamlit treats a ``pages/`` folder beside the entry script as a legacy
 # multipage app and would serve its files without running this script (no ``st.navigation``).
-PAGES = Path(__file__).parent / "views"
+VIEWS = Path(__file__).parent / "views"
+
+PAGES = [
+    PageSpec(VIEWS / "runs.py", "Runs", ":material/list_alt:", default=True),
+    PageSpec(VIEWS / "submit.py", "Submit", ":material/upload_file:", role=Role.MEMBER),
+    PageSpec(VIEWS / "tradeoffs.py", "Trade-offs", ":material/show_chart:"),
+    PageSpec(VIEWS / "galleries.py", "Galleries", ":material/photo_library:"),
+    PageSpec(VIEWS / "results.py", "Results", ":material/table_view:"),
+]
 
 st.set_page_config(page_title="robustlab", layout="wide")
-navigation = st.navigation([
-    st.Page(PAGES / "runs.py", title="Runs", icon=":material/list_alt:", default=True),
-    st.Page(PAGES / "submit.py", title="Submit", icon=":material/upload_file:"),
-    st.Page(PAGES / "tradeoffs.py", title="Trade-offs", icon=":material/show_chart:"),
-    st.Page(PAGES / "galleries.py", title="Galleries", icon=":material/photo_library:"),
-    st.Page(PAGES / "results.py", title="Results", icon=":material/table_view:"),
-])
+user = auth.gate()
+navigation = st.navigation(auth.navigation(PAGES, user))
+auth.sidebar(user)
 st.sidebar.caption(f"Database: {queries.safe_url(components.database_url())}")
 st.sidebar.caption(f"Artifacts: {components.artifact_dir().resolve()}")
 navigation.run()

@@ -29,6 +29,13 @@ GET_STARTED = "robustlab db upgrade\nrobustlab run specs/quickstart.yaml"
 
 
 def database_url() -> str:
+    """What the pages read: the dashboard's own (read-only) login when one is configured."""
+    settings = get_settings()
+    return settings.dashboard_database_url or settings.database_url
+
+
+def write_database_url() -> str:
+    """What cancelling writes through (the one write of the dashboard)."""
     return get_settings().database_url
 
 

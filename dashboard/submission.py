@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import html
 import importlib
+import os
 import subprocess
 import sys
 from collections import defaultdict
@@ -18,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from service.specs.loading import LoadedSpec, Problem, SpecError, load_spec_text
 from service.specs.sweep import expand
+from service.store.submitter import SUBMITTED_BY_ENV, submitting_as
 
 if TYPE_CHECKING:  # the queue module imports Celery; load it only when queueing
     from service.queue import Submission
@@ -109,7 +111,7 @@ class LocalRun:
     pid: int
 
 
-def start_local_run(spec_path: Path) -> LocalRun:
+def start_local_run(spec_path: Path, submitted_by: str | None = None) -> LocalRun:
     """Start ``robustlab run SPEC`` detached (own session, output to a log beside the spec).
 
     The page must not block for the length of a training run, and the run must survive the
@@ -121,6 +123,7 @@ def start_local_run(spec_path: Path) -> LocalRun:
         process = subprocess.Popen(
             command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True,
+            env=os.environ | ({SUBMITTED_BY_ENV: submitted_by} if submitted_by else {}),
         )
     return LocalRun(command=command, log_path=log_path, pid=process.pid)
 
@@ -139,7 +142,7 @@ def queue_module() -> Any:
         raise QueueUnavailable(f"queue not available: {exc.name} is not installed") from exc
 
 
-def submit_to_queue(loaded: LoadedSpec) -> Submission:
+def submit_to_queue(loaded: LoadedSpec, submitted_by: str | None = None) -> Submission:
     """Record and enqueue every run of the spec through ``service.queue.submit``.
 
     The broker comes from the settings (``ROBUSTLAB_BROKER_URL``); when it does not answer,
@@ -147,6 +150,7 @@ def submit_to_queue(loaded: LoadedSpec) -> Submission:
     """
     queue = queue_module()
     try:
-        return queue.submit(loaded)
+        with submitting_as(submitted_by):  # the runs record the logged-in user
+            return queue.submit(loaded)
     except queue.BrokerUnavailable as exc:
         raise QueueUnavailable(f"queue not available: {exc}") from exc

@@ -6,6 +6,7 @@ from __future__ import annotations
 import streamlit as st
 
 from dashboard import components
+from dashboard.auth import Role, may
 from service.results import to_csv, to_latex
 from service.store import queries
 
@@ -33,6 +34,9 @@ def evaluations_table(url: str) -> None:
 
 def sql_box(url: str) -> None:
     st.subheader("SQL")
+    if not may(Role.MEMBER):
+        st.caption("The SQL box is for members; viewers browse the table above.")
+        return
     st.caption("One SELECT (or WITH … SELECT) statement on a read-only connection; tables: "
                "specs, runs, evaluations, metrics, artifacts, checkpoints.")
     sql = st.text_area("Query", value=SQL_EXAMPLE, height=140, key="results_sql")

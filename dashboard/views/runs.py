@@ -12,10 +12,11 @@ import streamlit as st
 import yaml
 
 from dashboard import components
+from dashboard.auth import Role, may
 from service.store import queries
 from service.store.repository import Store
 
-PROVENANCE_FIELDS = ("spec_hash", "seed", "git_sha", "data_hash", "host", "device", "queue",
+PROVENANCE_FIELDS = ("submitted_by", "spec_hash", "seed", "git_sha", "data_hash", "host", "device", "queue",
                      "task_id", "attempts", "created_at", "started_at", "finished_at",
                      "heartbeat_at")
 
@@ -31,7 +32,7 @@ def runs_table(frame: pd.DataFrame) -> pd.DataFrame:
         shown,
         hide_index=True,
         column_order=["id", "experiment", "kind", "params", "status", "progress", "stage",
-                      "duration_s", "error", "created_at"],
+                      "duration_s", "error", "submitted_by", "created_at"],
         column_config={
             "progress": st.column_config.ProgressColumn("progress", min_value=0, max_value=1),
             "duration_s": st.column_config.NumberColumn("duration (s)", format="%.1f"),
@@ -41,13 +42,13 @@ def runs_table(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def cancel_button(url: str, run: dict[str, Any]) -> None:
-    if run["status"] not in ("queued", "running"):
+    if run["status"] not in ("queued", "running") or not may(Role.MEMBER):
         return
     if run["cancel_requested"]:
         st.info("Cancellation requested; the run stops at its next batch boundary.")
         return
     if st.button("Cancel this run", key="runs_cancel"):
-        store = Store(url)
+        store = Store(components.write_database_url())  # the pages may read as a reader login
         try:
             after = store.request_cancel(run["id"])
         finally:

@@ -9,6 +9,7 @@ from pathlib import Path
 import streamlit as st
 
 from dashboard import components
+from dashboard.auth import current_user
 from dashboard.submission import (
     QueueUnavailable,
     Validation,
@@ -60,7 +61,7 @@ def show_validation(text: str, source: str, validation: Validation) -> None:
 
 def run_locally(text: str, loaded: LoadedSpec) -> None:
     path = save_spec(text, loaded.spec.name, get_settings().runs_dir / "submitted")
-    launched = start_local_run(path)
+    launched = start_local_run(path, submitted_by=current_user().submitter)
     st.success(f"Started (pid {launched.pid}); follow it on the Runs page.")
     st.code(shlex.join(launched.command), language="bash")
     st.caption(f"Log: {launched.log_path.resolve()}")
@@ -68,7 +69,7 @@ def run_locally(text: str, loaded: LoadedSpec) -> None:
 
 def queue(loaded: LoadedSpec) -> None:
     try:
-        submitted = submit_to_queue(loaded)
+        submitted = submit_to_queue(loaded, submitted_by=current_user().submitter)
     except QueueUnavailable as exc:
         st.warning(str(exc))
         return

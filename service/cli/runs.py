@@ -31,7 +31,7 @@ def run_dict(item: RunInfo) -> dict[str, Any]:
         "created_at": item.created_at.isoformat() if item.created_at else None,
         "started_at": item.started_at.isoformat() if item.started_at else None,
         "finished_at": item.finished_at.isoformat() if item.finished_at else None,
-        "duration_s": item.duration_s,
+        "duration_s": item.duration_s, "submitted_by": item.submitted_by,
     }
 
 
@@ -60,7 +60,8 @@ def runs(ctx: click.Context, fmt: str, experiment: str | None, status: str | Non
         out.print("no runs yet: try `robustlab run specs/quickstart.yaml`")
         return
     table = Table(header_style="bold")
-    for column in ("id", "experiment", "kind", "params", "status", "progress", "duration", "error"):
+    for column in ("id", "experiment", "kind", "params", "status", "progress", "duration",
+                   "submitted by", "error"):
         table.add_column(column)
     for item in items:
         table.add_row(
@@ -69,6 +70,7 @@ def runs(ctx: click.Context, fmt: str, experiment: str | None, status: str | Non
             f"[{_COLOURS.get(item.status, 'white')}]{item.status}[/]",  # type: ignore[call-overload]
             f"{100 * item.progress:.0f}%",
             f"{item.duration_s:.1f}s" if item.duration_s is not None else "",
+            item.submitted_by or "",
             first_line(item.error)[:60],
         )
     out.print(table)
@@ -99,7 +101,7 @@ def runs_show(run_id: str, fmt: str) -> None:
     info = run_dict(item)
     for key in ("id", "experiment", "kind", "cell", "params", "status", "progress", "stage",
                 "created_at", "started_at", "finished_at", "duration_s", "attempts", "seed",
-                "spec_hash", "git_sha", "data_hash", "host", "device", "queue"):
+                "spec_hash", "git_sha", "data_hash", "host", "device", "queue", "submitted_by"):
         if info.get(key) not in (None, "", {}):
             out.print(f"[bold]{key:>12}[/bold]  {info[key]}")
     out.print(f"[bold]{'packages':>12}[/bold]  "

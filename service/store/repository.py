@@ -36,6 +36,7 @@ from service.store.session import (
 )
 from service.store.status import TERMINAL, RunStatus
 from service.store.storage import LocalStorage, Storage, sha256_file
+from service.store.submitter import current_submitter
 
 if TYPE_CHECKING:  # only annotations: importing the records module would import torch
     from workers.science.records import (
@@ -88,6 +89,8 @@ class RunInfo:
     device: str | None
     data_hash: str | None
     provenance: dict[str, Any]
+    submitted_by: str | None = None
+    """The OIDC e-mail (dashboard) or OS user (CLI) that recorded the run; None before 0003."""
 
     @property
     def duration_s(self) -> float | None:
@@ -116,6 +119,8 @@ class NewRun:
     spec_hash: str
     seed: int
     queue: str | None = None
+    submitted_by: str | None = None
+    """Who records it; ``None``: ``service.store.submitter.current_submitter()``."""
 
 
 @dataclass(frozen=True)
@@ -220,7 +225,8 @@ class Store:
                         cell=run.cell, params=run.params, resolved_spec=run.resolved_spec,
                         spec_hash=run.spec_hash, seed=run.seed, queue=run.queue,
                         status=RunStatus.QUEUED.value, progress=0.0, attempts=0, cancel_requested=False,
-                        package_versions={}, provenance={}, created_at=created_at)
+                        package_versions={}, provenance={}, created_at=created_at,
+                        submitted_by=run.submitted_by or current_submitter())
                     for run in runs]
             session.add_all(rows)
             session.flush()
