@@ -1,188 +1,222 @@
-"""The Trade-offs charts: the data each one plots (plain pandas, tested) and its Altair chart.
+"""The dashboard's charts: Altair drawings of ``service.analysis``'s numbers (the report draws
+the same numbers with matplotlib), and the few page-only tables they need.
 
-- Figure 1: standard accuracy against eps_train, per dataset and training norm.
-- Adversarial against standard accuracy, with Theorem 2.1's bound for the theory runs:
-  adversarial accuracy <= p/(1-p) * (1 - standard accuracy) against l_inf eps >= 2*eta.
-- Figure 2(c): standard and adversarial accuracy of a linear model trained on the k most
-  label-correlated pixels, against k (rows whose ``variant`` is ``topk=K``).
+- Figure 1, one chart per image dataset: standard accuracy (solid) and each attack's accuracy
+  (dashed) against ε_train; colour is the curve (norm · experiment · method), dash the measure.
+- Theorem 2.1, its own chart: theory points only, with the clipped bound for their p.
+- Adversarial against standard accuracy of the trained image models (no bound: the theorem is
+  about the theory's distribution).
+- Figure 2(c): accuracy against the k most label-correlated pixels.
+- Training curves of runs: metrics logged at several steps.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
+from typing import Any
+
 import altair as alt
-import numpy as np
 import pandas as pd
 
-STANDARD_NORM = "standard"
-"""The norm label of rows trained without an adversary and without a norm (theory runs)."""
+from service.analysis.common import Row, RunFacts, is_clean, recency
+from service.analysis.figure1 import (
+    dataset_rank,
+    figure1_frame,
+    figure1_points,
+)
+from service.analysis.scale import dataset_title
+from service.analysis.table4 import topk_frame, topk_points
+from service.analysis.theory import bound_curve, theory_pairs, theory_runs
+
+STANDARD = "standard accuracy"
+"""The measure of Figure 1's solid lines."""
 PAIR_KEYS = ["run_id", "experiment", "kind", "model", "dataset", "split", "train_norm",
              "train_eps", "variant"]
 """What a standard and an adversarial accuracy share when they describe one model."""
-TOPK = r"^topk=(\d+)$"
-BOUND_APPLIES, BOUND_OUTSIDE, NO_BOUND = "bound holds (ε ≥ 2η)", "ε < 2η", "not a theory run"
+BOUND_APPLIES, BOUND_OUTSIDE = "bound applies (l∞ ε ≥ 2η)", "ε < 2η (bound silent)"
 
 
-def _clean(frame: pd.DataFrame) -> pd.Series:
-    return (frame["attack"] == "none") & (frame["eval_eps"] == 0)
+def _records(frame: pd.DataFrame) -> list[Row]:
+    """Rows as dicts with ``None`` (not NaN) for missing values, as the analysis expects."""
+    return frame.astype(object).where(frame.notna(), None).to_dict("records")  # type: ignore[return-value]
 
 
 # --------------------------------------------------------------------------- Figure 1
 
 
-def figure1_data(evaluations: pd.DataFrame) -> pd.DataFrame:
-    """Mean standard accuracy per experiment, dataset, model, training norm and eps_train.
+def figure1_data(evaluations: pd.DataFrame, runs: Iterable[RunFacts]) -> pd.DataFrame:
+    """``service.analysis.figure1``'s points with a curve label, a measure and a dataset title.
 
-    Runs of one experiment at one eps_train (repeated seeds) are averaged; experiments are not
-    (the quickstart's 2-epoch CNN is not E2's), so each has its own curve, as in the report. A
-    standard model with no training norm (theory runs) starts the curve of every norm of its
-    dataset and model, so each norm's curve begins at eps_train 0.
+    ``measure`` is "standard accuracy" or the attack and its radius; only attacks at a radius
+    of the curve's own norm are kept (as in the paper's figure and the report's table).
     """
-    rows = evaluations[_clean(evaluations) & (evaluations["variant"] == "")]
-    rows = _standard_rows_join_each_norm(rows)
-    columns = ["dataset", "experiment", "model", "train_norm", "train_eps"]
-    grouped = rows.groupby(columns, dropna=False)
-    return (
-        grouped.agg(accuracy=("accuracy", "mean"), runs=("run_id", "nunique"), n=("n", "sum"))
-        .reset_index()
-        .sort_values(columns, ignore_index=True)
+    frame = figure1_frame(figure1_points(_records(evaluations), runs))
+    if frame.empty:
+        return frame.assign(curve=[], measure=[], title=[])
+    own_norm = (frame["attack"] == "none") | (frame["eval_norm"] == frame["train_norm"])
+    frame = frame[own_norm].reset_index(drop=True)
+    method = frame["train_method"].map(lambda m: f" · {m}" if m else "")
+    curve = frame["train_norm"] + " · " + frame["experiment"] + method + " · " + frame["model"]
+    measure = [STANDARD if attack == "none" else f"{attack} ε={eps:.4g}"
+               for attack, eps in zip(frame["attack"], frame["eval_eps"], strict=True)]
+    return frame.assign(curve=curve, measure=measure,
+                        title=frame["dataset"].map(lambda d: dataset_title(d, False)))
+
+
+def figure1_datasets(data: pd.DataFrame) -> list[str]:
+    """The datasets with Figure 1 points, in the paper's order."""
+    return sorted(data["dataset"].unique(), key=lambda d: (dataset_rank(d), d)) if len(data) else []
+
+
+def figure1_chart(data: pd.DataFrame, title: str) -> alt.LayerChart:
+    """One dataset's Figure 1. Colour is the curve and dash the measure, each with its own
+    legend (line symbols, not black dots); the band is ± std over repeats."""
+    base = alt.Chart(data).encode(
+        x=alt.X("train_eps:Q", title="ε_train"),
+        color=alt.Color("curve:N", title="curve (norm · experiment · model)"),
     )
-
-
-def _standard_rows_join_each_norm(rows: pd.DataFrame) -> pd.DataFrame:
-    named = rows[rows["train_norm"].notna()]
-    norms = named[["dataset", "experiment", "model", "train_norm"]].drop_duplicates()
-    unnamed = rows[rows["train_norm"].isna()].drop(columns="train_norm")
-    joined = unnamed.merge(norms, on=["dataset", "experiment", "model"], how="left")
-    joined["train_norm"] = joined["train_norm"].fillna(STANDARD_NORM)
-    return pd.concat([named, joined], ignore_index=True)
-
-
-def figure1_chart(data: pd.DataFrame) -> alt.FacetChart:
-    """One panel per dataset (its own eps scale); colour is the training norm."""
-    return (
-        alt.Chart(data)
-        .mark_line(point=True)
-        .encode(
-            x=alt.X("train_eps:Q", title="ε_train"),
-            y=alt.Y("accuracy:Q", title="standard accuracy", scale=alt.Scale(zero=False),
-                    axis=alt.Axis(format="%")),
-            color=alt.Color("train_norm:N", title="training norm"),
-            strokeDash=alt.StrokeDash("model:N"),
-            detail="experiment:N",  # one line per experiment
-            tooltip=["experiment", "dataset", "model", "train_norm",
-                     alt.Tooltip("train_eps:Q", format=".4g"),
-                     alt.Tooltip("accuracy:Q", format=".2%"), "runs", "n"],
-        )
-        .properties(width=260, height=220)
-        .facet(column=alt.Column("dataset:N", title=None))
-        .resolve_scale(x="independent")
+    lines = base.mark_line(point=True).encode(
+        y=alt.Y("accuracy:Q", title="test accuracy", axis=alt.Axis(format="%"),
+                scale=alt.Scale(domain=[0, 1])),
+        strokeDash=alt.StrokeDash("measure:N", title="measure",
+                                  sort=[STANDARD], legend=alt.Legend(symbolType="stroke")),
+        tooltip=["experiment", "model", "train_norm", "train_method", "measure",
+                 alt.Tooltip("train_eps:Q", format=".4g"),
+                 alt.Tooltip("accuracy:Q", format=".2%"),
+                 alt.Tooltip("accuracy_std:Q", format=".2%", title="std over seeds"),
+                 "seeds", "n"],
     )
+    spread = data.assign(low=data["accuracy"] - data["accuracy_std"].fillna(0),
+                         high=data["accuracy"] + data["accuracy_std"].fillna(0))
+    band = alt.Chart(spread[spread["accuracy_std"].notna()]).mark_errorbar().encode(
+        x="train_eps:Q", y=alt.Y("low:Q", title=""), y2="high:Q",
+        color=alt.Color("curve:N", legend=None))
+    return alt.LayerChart(layer=[lines, band], title=title).properties(width=420, height=300)
 
 
-# --------------------------------------------------------------------------- std vs adv
+# --------------------------------------------------------------------------- Theorem 2.1
 
 
-def adversarial_pairs(evaluations: pd.DataFrame, theory: pd.DataFrame) -> pd.DataFrame:
-    """Each adversarial accuracy beside the standard accuracy of the same model.
-
-    For theory runs, ``p`` and ``eta`` come along, and ``bound_applies`` says whether the
-    evaluation radius reaches 2*eta, where Theorem 2.1's bound holds.
-    """
-    plain = evaluations[evaluations["variant"] == ""]
-    standard = plain[_clean(plain)][PAIR_KEYS + ["accuracy"]].rename(
-        columns={"accuracy": "std_accuracy"}
-    )
-    adversarial = plain[plain["attack"] != "none"][
-        PAIR_KEYS + ["attack", "eval_norm", "eval_eps", "accuracy"]
-    ].rename(columns={"accuracy": "adv_accuracy"})
-    pairs = adversarial.merge(standard, on=PAIR_KEYS).merge(
-        theory[["run_id", "p", "eta"]], on="run_id", how="left"
-    )
-    applies = (pairs["eval_norm"] == "linf") & (pairs["eval_eps"] >= 2 * pairs["eta"] - 1e-12)
-    theory = pairs["p"].notna()
-    region = np.where(~theory, NO_BOUND, np.where(applies, BOUND_APPLIES, BOUND_OUTSIDE))
-    return pairs.assign(bound_applies=applies.where(theory), theorem_2_1=region)
+def theory_data(evaluations: pd.DataFrame, runs: Sequence[RunFacts]) -> pd.DataFrame:
+    """Theory points (adversarial beside standard accuracy) with p, η and where the bound
+    applies: ``service.analysis.theory.theory_pairs``."""
+    pairs = theory_pairs(theory_runs(_records(evaluations), runs))
+    region = pairs["bound_applies"].map({True: BOUND_APPLIES, False: BOUND_OUTSIDE})
+    return pairs.assign(theorem_2_1=region)
 
 
-def bound_data(ps: list[float], points: int = 101) -> pd.DataFrame:
-    """Theorem 2.1's line y = p/(1-p) * (1 - x) for each p, where it is below accuracy 1.
-
-    The line reaches 1 at x = (2p - 1)/p; left of that the bound says nothing.
-    """
-    frames = []
-    for p in sorted(set(ps)):
-        x = np.linspace((2 * p - 1) / p, 1.0, points)
-        frames.append(pd.DataFrame({"std_accuracy": x, "adv_accuracy": p / (1 - p) * (1 - x),
-                                    "bound": f"Theorem 2.1, p={p:g}"}))
+def bound_data(ps: Iterable[float]) -> pd.DataFrame:
+    """Theorem 2.1's clipped bound for each p (``service.analysis.theory.bound_curve``)."""
+    frames = [pd.DataFrame(bound_curve(p), columns=["standard", "accuracy"])
+              .assign(bound=f"Theorem 2.1, p={p:g}") for p in sorted(set(ps))]
     if not frames:
-        return pd.DataFrame(columns=["std_accuracy", "adv_accuracy", "bound"])
+        return pd.DataFrame(columns=["standard", "accuracy", "bound"])
     return pd.concat(frames, ignore_index=True)
 
 
-def tradeoff_chart(pairs: pd.DataFrame, bounds: pd.DataFrame) -> alt.LayerChart:
-    """Points (colour = model, shape = attack) and the dashed bound lines."""
+def theory_chart(pairs: pd.DataFrame, bounds: pd.DataFrame) -> alt.LayerChart:
     accuracy = alt.Scale(domain=[0, 1])
-    points = (
-        alt.Chart(pairs)
-        .mark_point(filled=True, size=70)
-        .encode(
-            x=alt.X("std_accuracy:Q", title="standard accuracy", scale=accuracy,
-                    axis=alt.Axis(format="%")),
-            y=alt.Y("adv_accuracy:Q", title="adversarial accuracy", scale=accuracy,
-                    axis=alt.Axis(format="%")),
-            color=alt.Color("model:N"),
-            shape=alt.Shape("attack:N"),
-            opacity=alt.Opacity("theorem_2_1:N", title="Theorem 2.1",
-                                scale=alt.Scale(domain=[BOUND_APPLIES, BOUND_OUTSIDE, NO_BOUND],
-                                                range=[1.0, 0.3, 1.0])),
-            tooltip=["experiment", "dataset", "model", "train_norm",
-                     alt.Tooltip("train_eps:Q", format=".4g"), "attack",
-                     alt.Tooltip("eval_eps:Q", format=".4g"),
-                     alt.Tooltip("std_accuracy:Q", format=".2%"),
-                     alt.Tooltip("adv_accuracy:Q", format=".2%"), "theorem_2_1"],
-        )
+    points = alt.Chart(pairs).mark_point(filled=True, size=80).encode(
+        x=alt.X("standard:Q", title="standard accuracy", scale=accuracy, axis=alt.Axis(format="%")),
+        y=alt.Y("accuracy:Q", title="adversarial accuracy", scale=accuracy,
+                axis=alt.Axis(format="%")),
+        color=alt.Color("model:N", title="model"),
+        shape=alt.Shape("theorem_2_1:N", title="Theorem 2.1",
+                        scale=alt.Scale(domain=[BOUND_APPLIES, BOUND_OUTSIDE],
+                                        range=["circle", "triangle"])),
+        tooltip=["experiment", "model", alt.Tooltip("train_eps:Q", format=".4g"),
+                 alt.Tooltip("eval_eps:Q", format=".4g"),
+                 alt.Tooltip("standard:Q", format=".2%"),
+                 alt.Tooltip("accuracy:Q", format=".2%"),
+                 alt.Tooltip("bound:Q", format=".2%"), "p", "eta"],
     )
-    lines = (
-        alt.Chart(bounds)
-        .mark_line(strokeDash=[6, 4], color="black")
-        .encode(x="std_accuracy:Q", y="adv_accuracy:Q", detail="bound:N",
-                tooltip=["bound"])
-    )
-    layers = [points] if bounds.empty else [lines, points]
-    return alt.LayerChart(layer=layers, height=380)
+    lines = alt.Chart(bounds).mark_line(strokeDash=[6, 4], color="black").encode(
+        x="standard:Q", y="accuracy:Q", detail="bound:N", tooltip=["bound"])
+    return alt.LayerChart(layer=[lines, points] if len(bounds) else [points]).properties(
+        height=380)
+
+
+# --------------------------------------------------------------------------- image models
+
+
+def adversarial_pairs(evaluations: pd.DataFrame) -> pd.DataFrame:
+    """Each adversarial accuracy of a trained image model beside the same model's standard
+    accuracy (theory runs have their own chart)."""
+    plain = evaluations[(evaluations["variant"] == "") & (evaluations["kind"] != "theory")
+                        & (evaluations["dataset"] != "theory")]
+    clean = pd.Series([is_clean(row) for row in _records(plain)], index=plain.index,
+                      dtype=bool)
+    standard = plain[clean][PAIR_KEYS + ["accuracy"]].rename(columns={"accuracy": "std_accuracy"})
+    attacked = plain[plain["attack"] != "none"][
+        PAIR_KEYS + ["attack", "eval_norm", "eval_eps", "accuracy"]
+    ].rename(columns={"accuracy": "adv_accuracy"})
+    return attacked.merge(standard, on=PAIR_KEYS)
+
+
+def tradeoff_chart(pairs: pd.DataFrame) -> alt.Chart:
+    accuracy = alt.Scale(domain=[0, 1])
+    return alt.Chart(pairs).mark_point(filled=True, size=70).encode(
+        x=alt.X("std_accuracy:Q", title="standard accuracy", scale=accuracy,
+                axis=alt.Axis(format="%")),
+        y=alt.Y("adv_accuracy:Q", title="adversarial accuracy", scale=accuracy,
+                axis=alt.Axis(format="%")),
+        color=alt.Color("dataset:N", title="dataset"),
+        shape=alt.Shape("attack:N", title="attack"),
+        tooltip=["experiment", "dataset", "model", "train_norm",
+                 alt.Tooltip("train_eps:Q", format=".4g"), "attack",
+                 alt.Tooltip("eval_eps:Q", format=".4g"),
+                 alt.Tooltip("std_accuracy:Q", format=".2%"),
+                 alt.Tooltip("adv_accuracy:Q", format=".2%")],
+    ).properties(height=380)
 
 
 # --------------------------------------------------------------------------- Figure 2(c)
 
 
-def topk_data(evaluations: pd.DataFrame) -> pd.DataFrame:
-    """Rows of ``topk=K`` variants with K, and a series name: standard or the attack used."""
-    k = evaluations["variant"].str.extract(TOPK, expand=False)
-    rows = evaluations[k.notna()].assign(k=k.dropna().astype(int))
-    series = [
-        "standard" if clean else f"adversarial ({attack}, ε={eps:g})"
-        for clean, attack, eps in zip(_clean(rows), rows["attack"], rows["eval_eps"], strict=True)
-    ]
-    return (
-        rows.assign(series=series)[
-            ["experiment", "run_id", "dataset", "model", "train_norm", "train_eps", "k",
-             "series", "accuracy", "n"]
-        ]
-        .sort_values(["experiment", "run_id", "series", "k"], ignore_index=True)
-    )
+def topk_data(evaluations: pd.DataFrame, runs: Sequence[RunFacts]) -> pd.DataFrame:
+    """``service.analysis.table4.topk_points`` (the newest run per k) in long form."""
+    return topk_frame(topk_points(_records(evaluations), recency(runs)))
 
 
 def topk_chart(data: pd.DataFrame) -> alt.Chart:
+    return alt.Chart(data).mark_line(point=True).encode(
+        x=alt.X("k:Q", title="k (most label-correlated pixels kept)", scale=alt.Scale(type="log")),
+        y=alt.Y("accuracy:Q", title="test accuracy", axis=alt.Axis(format="%")),
+        color=alt.Color("series:N", title="accuracy"),
+        tooltip=["k", "series", alt.Tooltip("accuracy:Q", format=".2%"), "n", "run_id"],
+    ).properties(height=320)
+
+
+# --------------------------------------------------------------------------- training curves
+
+
+def tag_label(tags: dict[str, Any] | None) -> str:
+    """"model=svm train_eps=0.1" for a curve's tags; "" without tags."""
+    return " ".join(f"{key}={value:.4g}" if isinstance(value, float) else f"{key}={value}"
+                    for key, value in sorted((tags or {}).items()))
+
+
+def curve_data(metrics: pd.DataFrame) -> pd.DataFrame:
+    """Metrics logged at several steps (training curves), one series per run, name and tags."""
+    if metrics.empty:
+        return metrics.assign(series=[])
+    labelled = metrics.assign(tag_text=metrics["tags"].map(tag_label))
+    steps = labelled.groupby(["run_id", "name", "tag_text"])["step"].transform("nunique")
+    curves = labelled[steps > 1].drop(columns="tags")
+    series = curves["run_id"] + curves["tag_text"].map(lambda t: f" · {t}" if t else "")
+    return curves.assign(series=series).reset_index(drop=True)
+
+
+def curves_chart(data: pd.DataFrame) -> alt.FacetChart:
+    """One panel per metric (its own y scale), one line per run and tags."""
     return (
-        alt.Chart(data)
-        .mark_line(point=True)
-        .encode(
-            x=alt.X("k:Q", title="k (most label-correlated pixels kept)"),
-            y=alt.Y("accuracy:Q", title="accuracy", axis=alt.Axis(format="%")),
-            color=alt.Color("series:N", title=None),
-            detail="run_id:N",
-            tooltip=["experiment", "model", "k", "series",
-                     alt.Tooltip("accuracy:Q", format=".2%"), "n"],
+        alt.Chart(data).mark_line(point=True).encode(
+            x=alt.X("step:Q", title="epoch"),
+            y=alt.Y("value:Q", title=None, scale=alt.Scale(zero=False)),
+            color=alt.Color("series:N", title="run · tags"),
+            tooltip=["run_id", "name", "tag_text", "step", alt.Tooltip("value:Q", format=".4g")],
         )
-        .properties(height=320)
+        .properties(width=300, height=200)
+        .facet(facet=alt.Facet("name:N", title=None), columns=3)
+        .resolve_scale(y="independent")
     )

@@ -16,6 +16,7 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
+from service.analysis.common import RunRecord
 from service.settings import get_settings
 from service.store import queries
 
@@ -98,6 +99,13 @@ def evaluations(url: str) -> pd.DataFrame:
 @st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
 def theory_parameters(url: str) -> pd.DataFrame:
     return queries.theory_parameters(url)
+
+
+@st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
+def analysis_runs(url: str) -> list[RunRecord]:
+    """The succeeded runs as ``service.analysis`` reads them (the report reads the same)."""
+    frame = queries.analysis_runs(url)
+    return [RunRecord.from_mapping(row) for row in records(frame)]
 
 
 @st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)

@@ -9,7 +9,13 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import components
-from dashboard.gallery import GALLERY_KINDS, Group, gallery_groups, matching_metrics, model_label
+from service.analysis.gallery import (
+    GALLERY_KINDS,
+    Group,
+    gallery_groups,
+    matching_metrics,
+    model_label,
+)
 
 GROUPS_PER_PAGE = 10
 MAX_COLUMNS = 4

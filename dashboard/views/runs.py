@@ -6,12 +6,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import altair as alt
 import pandas as pd
 import streamlit as st
 import yaml
 
-from dashboard import components
+from dashboard import charts, components
 from dashboard.auth import Role, may
 from service.store import queries
 from service.store.repository import Store
@@ -59,26 +58,22 @@ def cancel_button(url: str, run: dict[str, Any]) -> None:
 
 
 def curves(url: str, run_id: str) -> None:
-    """Metrics logged at several steps as curves (one panel each); single values as a table."""
+    """Training curves (metrics logged at several steps, one line per tag set, one panel per
+    metric); single values as a table."""
     frame = components.metrics(url, (run_id,))
     if frame.empty:
         st.caption("No metrics recorded.")
         return
-    steps = frame.groupby("name")["step"].transform("nunique")
-    curve_rows, scalars = frame[steps > 1], frame[steps <= 1]
-    if not curve_rows.empty:
-        chart = (
-            alt.Chart(curve_rows.drop(columns="tags"))
-            .mark_line(point=True)
-            .encode(x=alt.X("step:Q", title="step (epoch)"), y=alt.Y("value:Q", title=None),
-                    tooltip=["name", "step", alt.Tooltip("value:Q", format=".4g")])
-            .properties(width=260, height=180)
-            .facet(facet=alt.Facet("name:N", title=None), columns=3)
-            .resolve_scale(y="independent")
-        )
-        components.chart(chart, curve_rows.drop(columns="tags"), f"metrics_{run_id}")
+    data = charts.curve_data(frame)
+    if not data.empty:
+        st.markdown("**Training curves**")
+        components.chart(charts.curves_chart(data), data, f"curves_{run_id}")
+    on_curves = set(zip(data["name"], data["tag_text"], strict=True)) if len(data) else set()
+    tags = frame["tags"].map(charts.tag_label)
+    scalars = frame[[(n, t) not in on_curves for n, t in zip(frame["name"], tags, strict=True)]]
     if not scalars.empty:
-        st.dataframe(scalars.assign(tags=scalars["tags"].map(str)), hide_index=True)
+        st.markdown("**Values**")
+        st.dataframe(scalars.assign(tags=scalars["tags"].map(charts.tag_label)), hide_index=True)
 
 
 def run_detail(url: str, run_id: str) -> None:

@@ -1,47 +1,72 @@
-"""Trade-offs: standard accuracy against eps_train (Figure 1), adversarial against standard
-accuracy with Theorem 2.1's bound, and the top-k pixels curve (Figure 2c)."""
+"""Trade-offs: Figure 1 per dataset (every attack, filterable), Theorem 2.1 over the theory runs
+in its own chart, adversarial against standard accuracy of the trained models, and Figure 2(c).
+
+Every number comes from ``service.analysis`` through ``dashboard.charts``: the report shows
+the same ones.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import pandas as pd
 import streamlit as st
 
 from dashboard import charts, components
+from service.analysis.common import RunFacts
+from service.analysis.figure1 import STANDARD_NORM
 
 
-def figure1(rows: pd.DataFrame) -> None:
-    st.subheader("Standard accuracy against ε_train (Figure 1)")
-    data = charts.figure1_data(rows)
+def figure1(evaluations: pd.DataFrame, runs: Sequence[RunFacts]) -> None:
+    st.subheader("Figure 1: test accuracy against ε_train")
+    data = charts.figure1_data(evaluations, runs)
     if data.empty:
-        st.caption("No clean-accuracy rows (attack 'none', eval ε 0) match the filters.")
+        st.caption("No succeeded train runs on an image dataset match the filters.")
         return
-    components.chart(charts.figure1_chart(data), data, "figure1")
+    attacks = sorted(set(data["measure"]) - {charts.STANDARD})
+    shown = st.multiselect("Attacks shown beside standard accuracy", attacks, default=attacks,
+                           key="tradeoffs_fig1_attacks")
+    data = data[data["measure"].isin([charts.STANDARD, *shown])]
+    st.caption("Each point is the mean over repeats that differ only by the seed (bars: ± std), "
+               "from the newest spec of each cell; experiments are never mixed. "
+               f"'{STANDARD_NORM}' curves are standard models recorded without a norm.")
+    for dataset in charts.figure1_datasets(data):
+        mine = data[data["dataset"] == dataset]
+        title = str(mine["title"].iloc[0])
+        components.chart(charts.figure1_chart(mine, title), mine, f"figure1_{dataset}")
 
 
-def tradeoff(rows: pd.DataFrame, url: str) -> None:
-    st.subheader("Adversarial against standard accuracy (Theorem 2.1)")
-    pairs = charts.adversarial_pairs(rows, components.theory_parameters(url))
+def theory(evaluations: pd.DataFrame, runs: Sequence[RunFacts]) -> None:
+    st.subheader("Theorem 2.1: adversarial against standard accuracy (theory runs)")
+    pairs = charts.theory_data(evaluations, runs)
     if pairs.empty:
-        st.caption("No model has both a clean and an adversarial accuracy under these filters.")
+        st.caption("No succeeded theory runs (specs/paper/e1_theory.yaml) match the filters.")
+        return
+    bounds = charts.bound_data(pairs["p"].tolist())
+    components.chart(charts.theory_chart(pairs, bounds), pairs, "theorem_2_1")
+    radii = ", ".join(f"{2 * eta:.4g}" for eta in sorted(pairs["eta"].unique()))
+    st.caption("Dashed: adversarial accuracy ≤ p/(1−p)·(1 − standard accuracy), clipped to "
+               f"[0, 1]; it applies at l∞ ε ≥ 2η (here 2η = {radii}). Triangles were evaluated "
+               "at a smaller ε, where the theorem says nothing.")
+
+
+def tradeoff(evaluations: pd.DataFrame) -> None:
+    st.subheader("Adversarial against standard accuracy (trained models)")
+    pairs = charts.adversarial_pairs(evaluations)
+    if pairs.empty:
+        st.caption("No trained model has both a clean and an adversarial accuracy here.")
         return
     radii = sorted(pairs["eval_eps"].unique())
     radius = st.selectbox("Evaluation ε", ["(all)", *radii], key="tradeoffs_eval_eps",
                           format_func=lambda r: r if isinstance(r, str) else f"{r:g}")
     if radius != "(all)":
         pairs = pairs[pairs["eval_eps"] == radius]
-    theory = pairs[pairs["p"].notna()]
-    bounds = charts.bound_data(theory["p"].tolist())
-    components.chart(charts.tradeoff_chart(pairs, bounds), pairs, "tradeoff")
-    if not theory.empty:
-        etas = ", ".join(f"{2 * eta:.4g}" for eta in sorted(theory["eta"].unique()))
-        st.caption("Dashed: adversarial accuracy ≤ p/(1−p)·(1 − standard accuracy), which holds "
-                   f"for theory runs evaluated at l∞ ε ≥ 2η (here 2η = {etas}); faded points "
-                   "were evaluated at a smaller ε, where it does not apply.")
+    components.chart(charts.tradeoff_chart(pairs), pairs, "tradeoff")
 
 
-def topk(rows: pd.DataFrame) -> None:
-    st.subheader("Accuracy against the k most correlated pixels (Figure 2c)")
-    data = charts.topk_data(rows)
+def topk(evaluations: pd.DataFrame, runs: Sequence[RunFacts]) -> None:
+    st.subheader("Figure 2(c): accuracy against the k most correlated pixels")
+    data = charts.topk_data(evaluations, runs)
     if data.empty:
         st.caption("No rows with a variant 'topk=K' (the linear_features experiment) match.")
         return
@@ -54,7 +79,9 @@ evaluations = components.evaluations(url)
 if evaluations.empty:
     st.info("No evaluations yet.")
 else:
+    runs = components.analysis_runs(url)
     filtered = components.evaluation_filters(evaluations, key="tradeoffs", keep_clean=True)
-    figure1(filtered)
-    tradeoff(filtered, url)
-    topk(filtered)
+    figure1(filtered, runs)
+    theory(filtered, runs)
+    tradeoff(filtered)
+    topk(filtered, runs)

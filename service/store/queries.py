@@ -39,7 +39,7 @@ T = TypeVar("T")
 
 __all__ = [
     "RUN_STATUSES", "DatabaseStatus", "QueryFailed", "QueryRefused", "ReaderUnavailable",
-    "SelectResult", "artifacts_frame", "check_reader", "check_select", "database_status",
+    "SelectResult", "analysis_runs", "artifacts_frame", "check_reader", "check_select", "database_status",
     "evaluations_frame", "experiments",
     "metrics_frame", "read_artifact", "run_detail", "run_select", "runs_frame", "safe_url",
     "theory_parameters",
@@ -197,6 +197,19 @@ def theory_parameters(url: str) -> pd.DataFrame:
         for run_id, spec in zip(frame["id"], frame["resolved_spec"], strict=True)
     ]
     return pd.DataFrame(rows, columns=["run_id", "p", "d", "eta"])
+
+
+ANALYSIS_RUN_COLUMNS = ("id", "experiment", "kind", "created_at", "seed", "resolved_spec",
+                        "provenance")
+"""What ``service.analysis`` reads of a run (``service.analysis.common.RunFacts``)."""
+
+
+def analysis_runs(url: str) -> pd.DataFrame:
+    """The succeeded runs with their resolved spec, seed and provenance, newest first: what
+    the analysis layer needs to aggregate repeats (the report reads the same runs)."""
+    statement = (select(*(getattr(Run, c) for c in ANALYSIS_RUN_COLUMNS))
+                 .where(Run.status == "succeeded").order_by(Run.created_at.desc(), Run.id))
+    return _read(url, lambda engine: _frame(engine, statement, ANALYSIS_RUN_COLUMNS))
 
 
 # --------------------------------------------------------------------------- evaluations

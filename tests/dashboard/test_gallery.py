@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from dashboard.gallery import gallery_groups, matching_metrics, model_label
+from service.analysis.gallery import gallery_groups, matching_metrics, model_label
 from service.store import queries
 from tests.dashboard.seed import Seeded
 

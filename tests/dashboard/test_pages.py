@@ -189,6 +189,8 @@ def test_submit_queues_through_the_broker(fresh_seeded: Seeded, monkeypatch: pyt
     try:
         at = _queue_quickstart()
         assert any(s.startswith(f"Queued 2 run(s) on '{queue}'") for s in texts(at.success))
+        assert f"No worker consumes the queue '{queue}': the runs wait until one starts. " \
+            f"Start one with `robustlab worker --queues {queue}`." in texts(at.warning)
         runs = queries.runs_frame(fresh_seeded.url, experiment="quickstart")
         assert sorted(runs["status"]) == ["queued", "queued"] and set(runs["queue"]) == {queue}
         assert client.llen(queue) == 2, "one message per run"
@@ -224,36 +226,52 @@ def test_submit_runs_a_spec_locally(fresh_seeded: Seeded, monkeypatch: pytest.Mo
         os.waitpid(pid, 0)
 
 
+def _charts(at: AppTest) -> dict[str, list[pd.DataFrame]]:
+    """The page's charts by what they plot: figure1 (one per dataset), theory, tradeoff, topk."""
+    found: dict[str, list[pd.DataFrame]] = {"figure1": [], "theory": [], "tradeoff": [],
+                                            "topk": []}
+    for frames in chart_frames(at):
+        columns = set().union(*(f.columns for f in frames))
+        name = ("figure1" if "measure" in columns else "theory" if "bound" in columns
+                else "topk" if "k" in columns else "tradeoff")
+        found[name].append(pd.concat([f for f in frames if "run_id" in f.columns
+                                      or "run_ids" in f.columns or name == "tradeoff"]))
+    return found
+
+
 def test_tradeoffs_page_plots_and_filters(dashboard_env: Seeded) -> None:
     at = open_page("tradeoffs")
-    figure1, tradeoff, topk = chart_frames(at)
-    assert set(figure1[0]["dataset"]) == {"mnist", "binary_mnist", "theory"}
-    points, bounds = _points_and_bounds(tradeoff)
-    assert set(bounds["bound"]) == {"Theorem 2.1, p=0.7"}
-    assert points["run_id"].nunique() == len(dashboard_env.fig1) + 1
-    assert set(topk[0]["k"]) == {10, 50, 200, 784}
-    at.multiselect(key="tradeoffs_dataset").set_value(["mnist"])
+    found = _charts(at)
+    (figure1,) = found["figure1"]
+    assert set(figure1["dataset"]) == {"mnist"}, "per dataset, image datasets only"
+    (theory,) = found["theory"]
+    assert set(theory["run_id"]) == {dashboard_env.theory}, "the bound over theory points only"
+    (tradeoff,) = found["tradeoff"]
+    assert dashboard_env.theory not in set(tradeoff["run_id"])
+    assert tradeoff["run_id"].nunique() == len(dashboard_env.fig1)
+    (topk,) = found["topk"]
+    assert set(topk["k"]) == {10, 50, 200, 784}
+    at.multiselect(key="tradeoffs_fig1_attacks").set_value([])
     rerun(at)
-    figure1, tradeoff = chart_frames(at)
-    assert set(figure1[0]["dataset"]) == {"mnist"}
-    assert any("Figure 2c" in s for s in texts(at.subheader))
-    assert any("topk=K" in c for c in texts(at.caption)), "an empty chart says why"
-
-
-def _points_and_bounds(frames: list[pd.DataFrame]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    (bounds,) = [f for f in frames if "bound" in f.columns]
-    (points,) = [f for f in frames if "run_id" in f.columns]
-    return points, bounds
+    (figure1,) = _charts(at)["figure1"]
+    assert set(figure1["measure"]) == {"standard accuracy"}
+    at.multiselect(key="tradeoffs_dataset").set_value(["binary_mnist"])
+    rerun(at)
+    assert not _charts(at)["figure1"]
+    assert any("image dataset" in c for c in texts(at.caption)), "an empty chart says why"
+    assert any("Figure 2(c)" in s for s in texts(at.subheader))
 
 
 def test_tradeoffs_attack_filter_keeps_clean_accuracy(dashboard_env: Seeded) -> None:
     at = open_page("tradeoffs")
     at.multiselect(key="tradeoffs_attack").set_value(["exact_linear"])
     rerun(at)
-    figure1, tradeoff, topk = chart_frames(at)
-    points, _ = _points_and_bounds(tradeoff)
-    assert set(points["attack"]) == {"exact_linear"}
-    assert not figure1[0].empty, "Figure 1 (attack 'none') is still drawn"
+    found = _charts(at)
+    (figure1,) = found["figure1"]
+    assert set(figure1["measure"]) == {"standard accuracy"}, "Figure 1 is still drawn"
+    assert not found["tradeoff"], "no trained image model was attacked with exact_linear"
+    (theory,) = found["theory"]
+    assert set(theory["run_id"]) == {dashboard_env.theory}
 
 
 def test_galleries_page_shows_models_side_by_side_with_scores(dashboard_env: Seeded) -> None:
