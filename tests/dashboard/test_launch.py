@@ -9,6 +9,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
+import yaml
 
 from dashboard.auth import AuthConfig, write_secrets
 from dashboard.launch import APP, LOOPBACK, LaunchRefused, check_exposure, streamlit_command
@@ -82,3 +83,11 @@ def test_cli_refuses_an_exposed_host_with_exit_2() -> None:
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "ROBUSTLAB_OIDC_CLIENT_ID" in lines[0]
+
+
+def test_compose_publishes_the_dashboard_on_the_hosts_loopback_only() -> None:
+    compose = yaml.safe_load((Path(__file__).resolve().parents[2] / "docker-compose.yml")
+                             .read_text())
+    dashboard = compose["services"]["dashboard"]
+    assert dashboard["ports"] == ["127.0.0.1:8501:8501"]
+    assert dashboard["environment"]["ROBUSTLAB_DATABASE_URL"].startswith("postgresql://")
