@@ -154,3 +154,16 @@ def submit_to_queue(loaded: LoadedSpec, submitted_by: str | None = None) -> Subm
             return queue.submit(loaded)
     except queue.BrokerUnavailable as exc:
         raise QueueUnavailable(f"queue not available: {exc}") from exc
+
+
+def no_worker_warning(queue_name: str) -> str | None:
+    """What to tell the user when no worker consumes ``queue_name`` (asked with a short
+    timeout through ``service.queue.queue_consumers``); ``None`` when one does."""
+    queue = queue_module()
+    try:
+        if queue.queue_consumers(queue_name):
+            return None
+    except queue.BrokerUnavailable as exc:
+        return f"could not ask the workers whether one consumes '{queue_name}': {exc}"
+    return (f"No worker consumes the queue '{queue_name}': the runs wait until one starts. "
+            f"Start one with `robustlab worker --queues {queue_name}`.")

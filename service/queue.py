@@ -173,9 +173,29 @@ def publish(connection: Connection, runs: Sequence[RunInfo], queue: str, store: 
             "submit again to queue them") from exc
 
 
+BROKER_SCHEMES = ("redis", "rediss")
+
+
+def check_broker_url(url: str) -> str:
+    """``url`` if it names a Redis broker, else ``BrokerUnavailable`` in one line.
+
+    kombu accepts amqp://, sqs://, memory:// ... and would publish there, but robustlab's
+    guarantees (visibility timeout, unacked restore, queue inspection) are Redis's: a run
+    queued on another transport could be lost or run twice without any error.
+    """
+    scheme = url.partition("://")[0].lower() if "://" in url else ""
+    if scheme not in BROKER_SCHEMES:
+        shown = f"{scheme}://" if scheme else repr(maybe_sanitize_url(url))
+        raise BrokerUnavailable(
+            f"broker URL {shown} is not supported: ROBUSTLAB_BROKER_URL must be redis://HOST:PORT/DB "
+            "or rediss:// (Redis over TLS)")
+    return url
+
+
 @contextmanager
 def broker_connection(url: str) -> Iterator[Connection]:
     """An open connection to the broker, or ``BrokerUnavailable`` naming where it was sought."""
+    check_broker_url(url)
     connection = app.connection_for_write(url)
     try:
         try:
@@ -188,6 +208,32 @@ def broker_connection(url: str) -> Iterator[Connection]:
         yield connection
     finally:
         connection.release()
+
+
+QUEUE_CHECK_TIMEOUT_S = 1.0
+"""How long ``queue_consumers`` waits for workers to answer (a live worker answers in ms)."""
+
+
+def queue_consumers(queue: str, timeout_s: float = QUEUE_CHECK_TIMEOUT_S,
+                    settings: Settings | None = None) -> list[str]:
+    """The workers consuming ``queue`` now (Celery's ``inspect().active_queues()``), asked on
+    the settings' broker.
+
+    Empty when no worker answers within ``timeout_s``: runs queued there wait until one is
+    started with ``robustlab worker --queues QUEUE``. An unreachable broker raises
+    ``BrokerUnavailable``.
+    """
+    settings = settings or get_settings()
+    probe = make_app(settings)  # the module's app keeps the broker of its import time
+    try:
+        with broker_connection(settings.broker_url):
+            answers = probe.control.inspect(timeout=timeout_s).active_queues() or {}
+    except (OperationalError, OSError) as exc:
+        raise BrokerUnavailable(f"cannot ask the workers ({_reason(exc)})") from exc
+    finally:
+        probe.close()
+    return sorted(worker for worker, queues in answers.items()
+                  if any(q.get("name") == queue for q in queues or ()))
 
 
 def _reason(exc: BaseException) -> str:
@@ -251,6 +297,7 @@ def start_worker(queues: Sequence[str], device: str | None, *, loglevel: str = "
 
     ``device`` ``None`` leaves each spec's own ``device`` setting in charge.
     """
+    check_broker_url(app.conf.broker_url)
     if device is not None:
         if not DEVICE_PATTERN.fullmatch(device):
             raise ValueError(f"device {device!r} is not 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'")
@@ -269,6 +316,7 @@ def start_beat(interval_s: float, *, loglevel: str = "INFO") -> int:
     executed right away here instead of waiting for a GPU worker to finish a long run. A scan
     that is not started within one interval is dropped (``expires``): the next one replaces it.
     """
+    check_broker_url(app.conf.broker_url)
     app.conf.beat_schedule = {
         "scan-schedules": {"task": SCAN_TASK, "schedule": interval_s,
                            "options": {"queue": SCHEDULER_QUEUE, "expires": interval_s}},

@@ -14,6 +14,7 @@ from dashboard.submission import (
     QueueUnavailable,
     Validation,
     annotated_yaml_html,
+    no_worker_warning,
     save_spec,
     spec_files,
     start_local_run,
@@ -76,6 +77,8 @@ def queue(loaded: LoadedSpec) -> None:
     ids = " ".join(run.id for run in submitted.queued)
     st.success(f"Queued {len(submitted.queued)} run(s) on '{submitted.queue}': {ids}; "
                "follow them on the Runs page.")
+    if (warning := no_worker_warning(submitted.queue)) is not None:
+        st.warning(warning)
     for runs, what in ((submitted.done, "already succeeded (not run again)"),
                        (submitted.pending, "already queued or running")):
         if runs:
