@@ -29,6 +29,7 @@ PAGES = [
     PageSpec(VIEWS / "tradeoffs.py", "Trade-offs", ":material/show_chart:"),
     PageSpec(VIEWS / "galleries.py", "Galleries", ":material/photo_library:"),
     PageSpec(VIEWS / "results.py", "Results", ":material/table_view:"),
+    PageSpec(VIEWS / "compare.py", "Compare", ":material/compare_arrows:"),
 ]
 
 st.set_page_config(page_title="robustlab", layout="wide")

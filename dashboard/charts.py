@@ -7,7 +7,8 @@ the same numbers with matplotlib), and the few page-only tables they need.
 - Adversarial against standard accuracy of the trained image models (no bound: the theorem is
   about the theory's distribution).
 - Figure 2(c): accuracy against the k most label-correlated pixels.
-- Training curves of runs: metrics logged at several steps.
+- Training curves of runs: metrics logged at several steps; overlaid for the Compare page
+  (``service.analysis.compare``).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import altair as alt
 import pandas as pd
 
 from service.analysis.common import Row, RunFacts, is_clean, recency
+from service.analysis.compare import Curve, SideBySide, SpecDifference
 from service.analysis.figure1 import (
     dataset_rank,
     figure1_frame,
@@ -220,3 +222,30 @@ def curves_chart(data: pd.DataFrame) -> alt.FacetChart:
         .facet(facet=alt.Facet("name:N", title=None), columns=3)
         .resolve_scale(y="independent")
     )
+
+
+# --------------------------------------------------------------------------- Compare
+
+
+def compare_curves_data(curves: Iterable[Curve]) -> pd.DataFrame:
+    """``service.analysis.compare``'s curves in long form: one row per run, metric and step."""
+    records = [{"run_id": c.run_id, "name": c.name, "tag_text": tag_label(c.tags),
+                "series": c.run_id + (f" · {tag_label(c.tags)}" if c.tags else ""),
+                "step": step, "value": value}
+               for c in curves for step, value in zip(c.steps, c.values, strict=True)]
+    return pd.DataFrame(records, columns=["run_id", "name", "tag_text", "series", "step",
+                                          "value"])
+
+
+def side_by_side_frame(rows: Sequence[SideBySide], run_ids: Sequence[str]) -> pd.DataFrame:
+    """A side-by-side table: the identity columns, one column per run, and the spread."""
+    return pd.DataFrame([{**row.identity, **dict(zip(run_ids, row.values, strict=True)),
+                          "spread": row.spread} for row in rows])
+
+
+def spec_diff_frame(differences: Sequence[SpecDifference],
+                    run_ids: Sequence[str]) -> pd.DataFrame:
+    """Spec paths whose values differ, one column per run (values as text: types vary)."""
+    return pd.DataFrame([{"path": d.path, **{run: str(v) for run, v in
+                                             zip(run_ids, d.values, strict=True)}}
+                         for d in differences], columns=["path", *run_ids])

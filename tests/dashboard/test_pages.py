@@ -27,9 +27,9 @@ from tests.dashboard.seed import FAILURE, Seeded
 from tests.dashboard.test_submission import BAD, GOOD, closed_port
 
 DASHBOARD = REPO / "dashboard"
-PAGES = ["runs", "submit", "tradeoffs", "galleries", "results"]
+PAGES = ["runs", "submit", "tradeoffs", "galleries", "results", "compare"]
 TITLES = {"runs": "Runs", "submit": "Submit a spec", "tradeoffs": "Trade-offs",
-          "galleries": "Galleries", "results": "Results"}
+          "galleries": "Galleries", "results": "Results", "compare": "Compare runs"}
 
 
 def open_page(name: str) -> AppTest:
@@ -272,6 +272,22 @@ def test_tradeoffs_attack_filter_keeps_clean_accuracy(dashboard_env: Seeded) -> 
     assert not found["tradeoff"], "no trained image model was attacked with exact_linear"
     (theory,) = found["theory"]
     assert set(theory["run_id"]) == {dashboard_env.theory}
+
+
+def test_compare_page_shows_spec_diff_curves_and_results(dashboard_env: Seeded) -> None:
+    at = open_page("compare")
+    assert any("at least two runs" in c for c in texts(at.caption))
+    standard, robust = (dashboard_env.fig1[("mnist", "linf", eps)] for eps in (0.0, 0.3))
+    at.multiselect(key="compare_runs").set_value([standard, robust])
+    rerun(at)
+    spec_diff, results, metrics = (frame.value for frame in at.dataframe)
+    assert spec_diff.set_index("path").loc["adversary.eps"].tolist() == ["0.0", "0.3"]
+    clean = results[results["attack"] == "none"].iloc[0]
+    assert (clean[standard], clean[robust]) == pytest.approx((0.99, 0.99 - 0.05 * 0.3))
+    assert clean["spread"] == pytest.approx(0.015)
+    assert set(metrics["metric"]) == {"train_accuracy", "train_loss"}
+    (curves,) = chart_frames(at)[0]
+    assert set(curves["run_id"]) == {standard, robust} and len(curves) == 12, "overlaid"
 
 
 def test_galleries_page_shows_models_side_by_side_with_scores(dashboard_env: Seeded) -> None:
