@@ -11,7 +11,20 @@ import logging
 
 import click
 
-from service.cli import dashboard, data, database, queue, report, results, running, runs, schedule
+from service.cli import (
+    compare,
+    dashboard,
+    data,
+    database,
+    export,
+    metrics,
+    queue,
+    report,
+    results,
+    running,
+    runs,
+    schedule,
+)
 from service.cli import specs as spec_commands
 
 
@@ -40,12 +53,15 @@ COMMAND_GROUPS = (
     running,        # run, resume
     runs,           # runs, runs show
     results,        # results
+    metrics,        # metrics
+    compare,        # compare
     queue,          # submit, worker, cancel
     schedule,       # schedule add|list|remove, beat
     report,         # report
     database,       # db upgrade|downgrade|current
     data,           # data fetch
     dashboard,      # dashboard
+    export,         # export mlflow
 )
 """Every command of ``robustlab``, by module: the one list to extend."""
 
