@@ -269,6 +269,12 @@ ATTACKS: dict[str, AttackInfo] = {
     "fgsm": AttackInfo("fgsm", "FGSM (Goodfellow et al. 2015)", ("linf",), "fgsm"),
     "exact_linear": AttackInfo("exact_linear", "exact worst case of a linear model",
                                ("linf", "l2"), "linear"),
+    "apgd": AttackInfo("apgd", "APGD (Croce & Hein 2020)", ("linf", "l2"), "apgd"),
+    "fab": AttackInfo("fab", "FAB (Croce & Hein 2020)", ("linf", "l2"), "fab"),
+    "square": AttackInfo("square", "Square Attack (Andriushchenko et al. 2020)", ("linf", "l2"),
+                         "square"),
+    "autoattack": AttackInfo("autoattack", "AutoAttack (Croce & Hein 2020)", ("linf", "l2"),
+                             "autoattack"),
 }
 
 

@@ -20,6 +20,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
@@ -155,7 +156,102 @@ class ExactLinearAttack(Strict):
     eps: Eps
 
 
-Attack = Annotated[PGDAttack | FGSMAttack | ExactLinearAttack, Field(discriminator="kind")]
+class APGDAttack(Strict):
+    """Auto-PGD (Croce & Hein 2020): PGD with momentum and a step size that adapts per example.
+
+    The step starts at 2 * eps and halves at checkpoints where the loss stopped rising; there is
+    no step size to tune. ``loss: dlr`` is APGD-DLR; ``targeted: true`` is APGD-T (targeted DLR
+    towards each of the ``n_target_classes`` classes ranked highest after the prediction).
+    """
+
+    kind: Literal["apgd"] = "apgd"
+    norm: NormName = Field(description="Threat model: 'linf' or 'l2'.")
+    eps: Eps = Field(description="Radius of the ball in pixel space, e.g. 0.3 or 8/255.")
+    steps: Count = Field(100, ge=1, description="Iterations per run (AutoAttack: 100).")
+    loss: Literal["ce", "dlr"] = Field(
+        "ce", description="'ce' (cross-entropy) or 'dlr' (difference of logits ratio); "
+        "targeted runs use the targeted DLR loss."
+    )
+    restarts: Count = Field(
+        1, ge=1, description="Runs (per target when targeted) on the examples still standing."
+    )
+    targeted: bool = Field(False, description="APGD-T: targeted DLR towards the top classes.")
+    n_target_classes: Count = Field(
+        9, ge=1, description="Targets of APGD-T; must be below the dataset's number of classes."
+    )
+    eot_iter: Count = Field(
+        1, ge=1, description="Gradients averaged per step (EOT, for randomised models)."
+    )
+
+
+class FABAttack(Strict):
+    """FAB (Croce & Hein 2020), a minimum-norm attack; targeted (FAB-T) by default.
+
+    Success at ``eps`` means the smallest adversarial perturbation it finds is at most ``eps``.
+    """
+
+    kind: Literal["fab"] = "fab"
+    norm: NormName = Field(description="Threat model: 'linf' or 'l2'.")
+    eps: Eps = Field(description="Radius at which success is judged, in pixel space.")
+    steps: Count = Field(100, ge=1, description="Iterations per run (AutoAttack: 100).")
+    targeted: bool = Field(
+        True, description="FAB-T (towards each top class in turn); false: untargeted FAB, "
+        "one backward pass per class and step."
+    )
+    n_target_classes: Count = Field(
+        9, ge=1, description="Targets of FAB-T; must be below the dataset's number of classes."
+    )
+    restarts: Count = Field(
+        1, ge=1, description="Runs per target; later ones start at random points."
+    )
+
+
+class SquareAttack(Strict):
+    """The Square Attack (Andriushchenko et al. 2020): score-based black-box random search.
+
+    It uses no gradients, so it is immune to gradient masking: breaking points that white-box
+    attacks left standing flags ``blackbox_beats_whitebox``.
+    """
+
+    kind: Literal["square"] = "square"
+    norm: NormName = Field(description="Threat model: 'linf' or 'l2'.")
+    eps: Eps = Field(description="Radius of the ball in pixel space.")
+    queries: Count = Field(5000, ge=1, description="Queries per example (AutoAttack: 5,000).")
+    p_init: Annotated[float, BeforeValidator(parse_number), Field(gt=0, le=1)] = Field(
+        0.8, description="Initial fraction of the pixels a proposal changes (halved on a schedule)."
+    )
+    restarts: Count = Field(1, ge=1, description="Runs on the examples still standing.")
+
+
+class AutoAttack(Strict):
+    """AutoAttack (Croce & Hein 2020), the field's standard robustness evaluation (RobustBench).
+
+    ``standard``: APGD-CE, APGD-T, FAB-T and Square, each on the points still robust;
+    ``plus``: adds APGD-DLR and untargeted FAB and uses 5 restarts; ``rand``: APGD-CE and
+    APGD-DLR with EOT over 20 draws, for randomised models. One result row per component
+    (``variant``) and one for the ensemble's per-example worst case.
+    """
+
+    kind: Literal["autoattack"] = "autoattack"
+    norm: NormName = Field(description="Threat model: 'linf' or 'l2'.")
+    eps: Eps = Field(description="Radius of the ball in pixel space.")
+    version: Literal["standard", "plus", "rand"] = Field(
+        "standard", description="'standard', 'plus' or 'rand', as the reference code defines them."
+    )
+    steps: Count = Field(100, ge=1, description="Iterations of APGD and FAB (reference: 100).")
+    queries: Count = Field(5000, ge=1, description="Square Attack queries (reference: 5,000).")
+    n_target_classes: Count = Field(
+        9, ge=1, description="Targets of APGD-T and FAB-T (reference: 9); below the dataset's "
+        "number of classes."
+    )
+
+
+Attack = Annotated[
+    PGDAttack | FGSMAttack | ExactLinearAttack | APGDAttack | FABAttack | SquareAttack | AutoAttack,
+    Field(discriminator="kind"),
+]
+TARGETED_ATTACKS = (APGDAttack, FABAttack, AutoAttack)
+"""Attack kinds with ``n_target_classes``: it must be below the dataset's number of classes."""
 
 
 # --------------------------------------------------------------------------- common parts
@@ -318,6 +414,22 @@ class TrainingConfig(Strict):
     schedule: ScheduleConfig = ScheduleConfig()
 
 
+def _checks_scope(value: Any) -> Any:
+    """YAML ``true``/``false`` (the field's old boolean form) mean first_batch and off."""
+    if isinstance(value, bool):
+        return "first_batch" if value else "off"
+    return value
+
+
+ChecksScope = Annotated[
+    Literal["first_batch", "all", "off"],
+    BeforeValidator(_checks_scope),
+    WithJsonSchema({"anyOf": [{"type": "string", "enum": ["first_batch", "all", "off"]},
+                              {"type": "boolean"}]}),
+]
+"""Where the validity checks run; YAML booleans keep their old meaning (validated to a name)."""
+
+
 class EvaluationConfig(Strict):
     """Attacks run on the test split after training (or on a checkpoint)."""
 
@@ -325,9 +437,24 @@ class EvaluationConfig(Strict):
     batch_size: Count = Field(256, ge=1)
     split: Literal["test", "train"] = "test"
     subset: Count | None = Field(None, ge=1, description="Evaluate the first N examples only.")
-    checks: bool = Field(
-        True, description="Run the validity checks (eps 0, more steps, FGSM, very large eps)."
+    checks: ChecksScope = Field(
+        "first_batch", description="Validity checks (eps 0, more steps, FGSM, very large eps, "
+        "black box beats white box) on the first batch (default), on every batch ('all'), or "
+        "'off'; true and false mean first_batch and off. On the first batch they cost about "
+        "what one more attack costs there (the log line 'checks: +N forward-backward passes')."
     )
+
+    def targets_fit(self, num_classes: int) -> EvaluationConfig:
+        """Refuse an attack whose ``n_target_classes`` is not below ``num_classes``."""
+        for index, attack in enumerate(self.attacks):
+            targeted = not isinstance(attack, APGDAttack) or attack.targeted
+            if (isinstance(attack, TARGETED_ATTACKS) and targeted
+                    and attack.n_target_classes >= num_classes):
+                raise ValueError(
+                    f"evaluation.attacks.{index}.n_target_classes: must be below the dataset's "
+                    f"{num_classes} classes, got {attack.n_target_classes}"
+                )
+        return self
 
 
 # --------------------------------------------------------------------------- kinds
@@ -376,6 +503,13 @@ class TheorySpec(SpecBase):
     )
 
 
+def _check_targets(evaluation: EvaluationConfig, dataset: DatasetConfig | None) -> None:
+    """Targeted attacks need more classes than targets: checked where the dataset is known."""
+    info = catalog.DATASETS.get(dataset.name) if dataset is not None else None
+    if info is not None:
+        evaluation.targets_fit(info.num_classes)
+
+
 class TrainSpec(SpecBase):
     """Standard or PGD adversarial training of one model, then evaluation."""
 
@@ -386,6 +520,11 @@ class TrainSpec(SpecBase):
     adversary: AdversaryConfig = AdversaryConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
     checkpoint_every: Count = Field(1, ge=1, description="Epochs between checkpoints.")
+
+    @model_validator(mode="after")
+    def _targets_fit_the_classes(self) -> TrainSpec:
+        _check_targets(self.evaluation, self.dataset)
+        return self
 
 
 class CheckpointSource(Strict):
@@ -421,6 +560,11 @@ class EvaluateSpec(SpecBase):
         None, description="Default: the dataset the checkpoint was trained on."
     )
     evaluation: EvaluationConfig = EvaluationConfig()
+
+    @model_validator(mode="after")
+    def _targets_fit_the_classes(self) -> EvaluateSpec:
+        _check_targets(self.evaluation, self.dataset)
+        return self
 
 
 class LargeEpsAttack(Strict):

@@ -62,6 +62,15 @@ def in_ball(norm: str, x: torch.Tensor, x0: torch.Tensor, eps: float) -> bool:
             and bool(x.min() >= 0) and bool(x.max() <= 1))
 
 
+def within_own_ball(norm: str, seen: torch.Tensor, x: torch.Tensor, eps: float) -> bool:
+    """Each row of ``seen`` (a subset of the examples, perturbed) lies in [0, 1] and within
+    ``eps`` of its own clean image, the nearest one (the images are far apart)."""
+    p = float("inf") if norm == "linf" else 2.0
+    distances = torch.cdist(seen.flatten(1).double(), x.flatten(1).double(), p=p)
+    return (bool((distances.min(dim=1).values <= eps * (1 + 1e-5) + 1e-7).all())
+            and bool(seen.min() >= 0) and bool(seen.max() <= 1))
+
+
 def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     with torch.no_grad():
         return float((model(x).argmax(1) == y).float().mean())

@@ -21,6 +21,7 @@ from tests.science.attack_cases import (
     in_ball,
     mlp,
     own_labels,
+    within_own_ball,
 )
 from workers.science.attacks import apgd, exact_linear_attack
 from workers.science.attacks.apgd import checkpoints
@@ -61,15 +62,6 @@ def test_apgd_reaches_the_exact_worst_case_of_a_linear_model(norm: str) -> None:
     assert 8 <= int(attacked.sum()) <= 24
     assert float(((reached - exact).abs() / exact)[attacked].max()) < 1e-4
     assert torch.equal(x_adv[~attacked], x[~attacked])
-
-
-def within_own_ball(norm: str, seen: torch.Tensor, x: torch.Tensor, eps: float) -> bool:
-    """Each row of ``seen`` (a subset of the examples, perturbed) lies in [0, 1] and within
-    ``eps`` of its own clean image, the nearest one (the images are far apart)."""
-    p = float("inf") if norm == "linf" else 2.0
-    distances = torch.cdist(seen.flatten(1).double(), x.flatten(1).double(), p=p)
-    return (bool((distances.min(dim=1).values <= eps * (1 + 1e-5) + 1e-7).all())
-            and bool(seen.min() >= 0) and bool(seen.max() <= 1))
 
 
 @pytest.mark.parametrize("norm", NORMS)

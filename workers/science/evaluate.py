@@ -6,47 +6,55 @@ the attack's point: ``x`` itself lies in every ball, so the adversary may always
 correctness is kept as bool tensors, so attacks of one threat model combine into their
 pointwise worst case (``worst_case``), and records carry the bits (``numpy.packbits``).
 
-Every evaluation also runs validity checks on its first batch (Carlini et al. 2019, "On
-evaluating adversarial robustness", lists these symptoms of a broken evaluation):
+AutoAttack gives one record for the ensemble (``attack="autoattack"``) and one per component
+(``variant`` "apgd-ce", "apgd-t", "fab-t", "square"), each with the accuracy left after it and
+every component before it, and its seconds.
 
-- ``eps0_equals_clean``: PGD at eps 0 classifies exactly like the clean forward pass;
-- ``more_steps[...]``: a PGD attack is never beaten by a cheaper run of itself (half the
-  steps, one restart, the same random start), example by example;
-- ``no_weaker_than_fgsm[...]``: l_inf PGD is at least as strong as FGSM at the same eps;
-- ``large_eps[...]``: a very large ball (l_inf 0.5, l_2 0.5 sqrt(D), which contains it) brings a
-  model that is clearly better than chance to <= 5% accuracy; otherwise its gradients are
-  probably masked;
-- ``exact_is_lower_bound[...]``: no attack beats the exact linear worst case of the same ball.
+The validity checks (``workers.science.evaluation_checks``) run on the first batch, on every
+batch (``checks="all"``) or not at all (``"off"``); what they cost is logged as
+``checks: +N forward-backward passes`` and kept on the clean record.
 """
 
 from __future__ import annotations
 
-import math
+import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from service.specs.models import ExactLinearAttack, FGSMAttack, PGDAttack
-from workers.science.attacks import exact_linear_attack, fgsm, pgd
-from workers.science.attacks.common import attack_mode
-from workers.science.losses import correct, is_binary
+from service.specs.models import (
+    APGDAttack,
+    AutoAttack,
+    ExactLinearAttack,
+    FABAttack,
+    FGSMAttack,
+    PGDAttack,
+    SquareAttack,
+)
+from workers.science.attacks import apgd, autoattack, exact_linear_attack, fab, fgsm, pgd, square
+from workers.science.attacks.autoattack import BLACKBOX
+from workers.science.attacks.common import attack_mode, synchronize
+from workers.science.evaluation_checks import (
+    BatchChecks,
+    Check,
+    CountingPasses,
+    blackbox_beats_whitebox,
+    merge_batches,
+)
+from workers.science.losses import correct
 from workers.science.records import Cancelled, EvaluationRecord
 
-AttackSpec = PGDAttack | FGSMAttack | ExactLinearAttack
-Check = dict[str, Any]
-"""{"passed": bool, "value": ..., "expected": ..., "detail": str}."""
+log = logging.getLogger(__name__)
 
-LARGE_EPS_LINF = 0.5
-"""Half the pixel range: the ball reaches the mid-grey image from every input."""
-LARGE_EPS_STEPS = 20
-LARGE_EPS_MAX_ACCURACY = 0.05
-EPS0_MAX_STEPS = 10
-"""The eps-0 check needs no more iterations than this to show a broken projection."""
+AttackSpec = (PGDAttack | FGSMAttack | ExactLinearAttack | APGDAttack | FABAttack | SquareAttack
+              | AutoAttack)
+ChecksScope = Literal["first_batch", "all", "off"]
 
 
 # --------------------------------------------------------------------------- results
@@ -57,6 +65,12 @@ def attack_label(spec: AttackSpec) -> str:
     text = f"{spec.kind} {spec.norm} eps={spec.eps:.6g}"
     if isinstance(spec, PGDAttack):
         text += f" steps={spec.steps} restarts={spec.restarts}"
+    elif isinstance(spec, APGDAttack | FABAttack):
+        text += f" {_variant(spec)} steps={spec.steps}"
+    elif isinstance(spec, SquareAttack):
+        text += f" queries={spec.queries}"
+    elif isinstance(spec, AutoAttack):
+        text += f" {spec.version}"
     return text
 
 
@@ -71,11 +85,24 @@ def unpack_correct(data: bytes, n: int) -> np.ndarray:
 
 
 @dataclass(frozen=True)
+class ComponentResult:
+    """One AutoAttack component over the whole evaluation."""
+
+    name: str
+    correct: torch.Tensor
+    """(N,) bool: correct after this component and every earlier one (and clean)."""
+    seconds: float
+
+
+@dataclass(frozen=True)
 class AttackOutcome:
     """One configured attack's per-example correctness (N,) bool, on the CPU."""
 
     spec: AttackSpec
     correct: torch.Tensor
+    seconds: float = 0.0
+    components: tuple[ComponentResult, ...] = ()
+    """AutoAttack only: its components in the order they ran."""
 
     @property
     def accuracy(self) -> float:
@@ -92,6 +119,8 @@ class EvaluationResult:
     checks: dict[str, Check] = field(default_factory=dict)
     check_scope: dict[str, int | None] = field(default_factory=dict)
     """Check name -> index of the attack it is about, or None for the whole evaluation."""
+    check_cost: dict[str, int] = field(default_factory=dict)
+    """forward_passes / example_passes the checks spent, and the evaluation's own."""
 
     @property
     def n(self) -> int:
@@ -124,7 +153,8 @@ class EvaluationResult:
     def to_records(
         self, model_name: str, dataset: str, split: str, train_norm: str | None, train_eps: float
     ) -> list[EvaluationRecord]:
-        """One record for clean accuracy, one per attack, one worst case per (norm, eps) ball."""
+        """One record for clean accuracy, one per attack (and AutoAttack component), one worst
+        case per (norm, eps) ball."""
 
         def record(accuracy_bits: torch.Tensor, **fields: Any) -> EvaluationRecord:
             return EvaluationRecord(
@@ -133,10 +163,16 @@ class EvaluationResult:
                 per_example=pack_correct(accuracy_bits), **fields,
             )
 
-        records = [record(self.clean, attack="none", checks=self.checks_for(None))]
+        records = [record(self.clean, attack="none", checks=self.checks_for(None),
+                          details={"check_cost": dict(self.check_cost)} if self.check_cost else {})]
         for index, outcome in enumerate(self.attacks):
-            records.append(record(outcome.correct, checks=self.checks_for([index]),
-                                  **_attack_fields(outcome.spec)))
+            fields = _attack_fields(outcome.spec)
+            fields["details"] = {**fields.get("details", {}), "seconds": round(outcome.seconds, 3)}
+            records.append(record(outcome.correct, checks=self.checks_for([index]), **fields))
+            for order, component in enumerate(outcome.components):
+                assert isinstance(outcome.spec, AutoAttack)  # only AutoAttack has components
+                records.append(record(component.correct, checks=self.checks_for([index]),
+                                      **_component_fields(outcome.spec, component, order)))
         for (norm, eps), indices in self.threat_groups().items():
             records.append(record(
                 self.worst_case(norm, eps), attack="worst_case", eval_norm=norm, eval_eps=eps,
@@ -144,6 +180,13 @@ class EvaluationResult:
                 details={"attacks": [attack_label(self.attacks[i].spec) for i in indices]},
             ))
         return records
+
+
+def _variant(spec: APGDAttack | FABAttack) -> str:
+    """The reference's name of an APGD or FAB configuration: apgd-ce, apgd-dlr, apgd-t, fab(-t)."""
+    if isinstance(spec, APGDAttack):
+        return "apgd-t" if spec.targeted else f"apgd-{spec.loss}"
+    return "fab-t" if spec.targeted else "fab"
 
 
 def _attack_fields(spec: AttackSpec) -> dict[str, Any]:
@@ -154,6 +197,26 @@ def _attack_fields(spec: AttackSpec) -> dict[str, Any]:
                       restarts=spec.restarts, details={"random_start": spec.random_start})
     elif isinstance(spec, FGSMAttack):
         fields.update(steps=1, step_size=spec.eps, restarts=1)
+    elif isinstance(spec, APGDAttack | FABAttack):
+        fields.update(steps=spec.steps, restarts=spec.restarts, variant=_variant(spec),
+                      details={"n_target_classes": spec.n_target_classes})
+    elif isinstance(spec, SquareAttack):
+        fields.update(steps=spec.queries, restarts=spec.restarts,
+                      details={"queries": spec.queries, "p_init": spec.p_init})
+    elif isinstance(spec, AutoAttack):
+        fields.update(steps=spec.steps, variant="" if spec.version == "standard" else spec.version,
+                      details={"version": spec.version, "queries": spec.queries,
+                               "n_target_classes": spec.n_target_classes})
+    return fields
+
+
+def _component_fields(spec: AutoAttack, component: ComponentResult, order: int) -> dict[str, Any]:
+    """Columns of an AutoAttack component's record: the ensemble's, the component as variant."""
+    fields = _attack_fields(spec)
+    prefix = "" if spec.version == "standard" else f"{spec.version}:"
+    fields["variant"] = prefix + component.name
+    fields["details"] = {**fields["details"], "component": component.name, "order": order,
+                         "seconds": round(component.seconds, 3)}
     return fields
 
 
@@ -184,12 +247,68 @@ def run_attack(
                    early_stop=True, generator=generator)
     if isinstance(spec, FGSMAttack):
         return fgsm(model, x, y, eps=spec.eps)
+    if isinstance(spec, APGDAttack):
+        return apgd(model, x, y, norm=spec.norm, eps=spec.eps, steps=spec.steps, loss=spec.loss,
+                    restarts=spec.restarts, targeted=spec.targeted,
+                    n_target_classes=spec.n_target_classes, eot_iter=spec.eot_iter,
+                    generator=generator)
+    if isinstance(spec, FABAttack):
+        return fab(model, x, y, norm=spec.norm, eps=spec.eps, steps=spec.steps,
+                   targeted=spec.targeted, n_target_classes=spec.n_target_classes,
+                   restarts=spec.restarts, generator=generator)
+    if isinstance(spec, SquareAttack):
+        return square(model, x, y, norm=spec.norm, eps=spec.eps, queries=spec.queries,
+                      p_init=spec.p_init, restarts=spec.restarts, generator=generator)
+    if isinstance(spec, AutoAttack):
+        return _autoattack(spec, model, x, y, generator).x_adv
     return exact_linear_attack(model, x, y, norm=spec.norm, eps=spec.eps).x_adv
+
+
+def _autoattack(spec: AutoAttack, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+                generator: torch.Generator | None) -> Any:
+    return autoattack(model, x, y, norm=spec.norm, eps=spec.eps, version=spec.version,
+                      steps=spec.steps, queries=spec.queries,
+                      n_target_classes=spec.n_target_classes, generator=generator)
 
 
 def _correct_at(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     with torch.no_grad():
         return correct(model(x), y)
+
+
+@dataclass
+class _Parts:
+    """Per-batch pieces of one attack's outcome, concatenated at the end."""
+
+    correct: list[torch.Tensor] = field(default_factory=list)
+    seconds: float = 0.0
+    components: dict[str, list[torch.Tensor]] = field(default_factory=dict)
+    component_seconds: dict[str, float] = field(default_factory=dict)
+
+    def add(self, spec: AttackSpec, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+            clean: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """Run ``spec`` on the batch, keep its (B,) correctness (CPU) and return it."""
+        synchronize(x.device)
+        started = time.perf_counter()
+        if isinstance(spec, AutoAttack):
+            result = _autoattack(spec, model, x, y, generator)
+            bits = (result.robust & clean).cpu()
+            for component in result.components:
+                self.components.setdefault(component.name, []).append(
+                    (component.robust & clean).cpu())
+                self.component_seconds[component.name] = (
+                    self.component_seconds.get(component.name, 0.0) + component.seconds)
+        else:
+            bits = (_correct_at(model, run_attack(spec, model, x, y, generator), y) & clean).cpu()
+        synchronize(x.device)
+        self.seconds += time.perf_counter() - started
+        self.correct.append(bits)
+        return bits
+
+    def outcome(self, spec: AttackSpec) -> AttackOutcome:
+        components = tuple(ComponentResult(name, _cat(parts), self.component_seconds[name])
+                           for name, parts in self.components.items())
+        return AttackOutcome(spec, _cat(self.correct), self.seconds, components)
 
 
 # --------------------------------------------------------------------------- evaluate
@@ -202,7 +321,7 @@ def evaluate(
     *,
     device: torch.device,
     batch_size: int = 256,
-    checks: bool = True,
+    checks: ChecksScope | bool = "first_batch",
     should_stop: Callable[[], bool] | None = None,
     on_batch: Callable[[int, int], None] | None = None,
     seed: int = 0,
@@ -212,39 +331,51 @@ def evaluate(
     Args:
         model: maps [0, 1] images to logits; run in eval mode, its mode restored afterwards.
         data: items (x (C, H, W) in [0, 1], y), read in order.
-        attacks: attack specs (``PGDAttack``, ``FGSMAttack``, ``ExactLinearAttack``).
+        attacks: attack specs (``PGDAttack``, ``APGDAttack``, ``AutoAttack``, ...).
         device: where the model and the batches go.
         batch_size: examples per batch. (Default: 256)
-        checks: run the validity checks on the first batch. (Default: True)
+        checks: validity checks on the "first_batch", on "all" batches, or "off"; True and
+            False mean first_batch and off. (Default: "first_batch")
         should_stop: polled before every batch; True raises ``Cancelled``.
         on_batch: called as ``on_batch(batches_done, batches)`` after every batch.
         seed: seeds the random starts (per batch and attack), so results are reproducible.
     """
+    scope: ChecksScope = ("first_batch" if checks else "off") if isinstance(checks, bool) else checks
     model = model.to(device)
     loader = DataLoader(data, batch_size=batch_size, shuffle=False)
     clean_parts: list[torch.Tensor] = []
-    attack_parts: list[list[torch.Tensor]] = [[] for _ in attacks]
-    first_batch: tuple[torch.Tensor, torch.Tensor] | None = None
+    parts = [_Parts() for _ in attacks]
+    found: list[dict[str, tuple[int | None, Check]]] = []
+    spent, own = CountingPasses(), CountingPasses()
     with attack_mode(model):
         for batch, (x, y) in enumerate(loader):
             if should_stop is not None and should_stop():
                 raise Cancelled("evaluation cancelled")
             x, y = x.to(device), y.to(device)  # (B, C, H, W), (B,)
-            clean = _correct_at(model, x, y)  # (B,)
-            for index, spec in enumerate(attacks):
-                generator = _generator(attack_seed(seed, batch, index), device)
-                x_adv = run_attack(spec, model, x, y, generator)
-                attack_parts[index].append((_correct_at(model, x_adv, y) & clean).cpu())
+            with own.on(model):
+                clean = _correct_at(model, x, y)  # (B,)
+                bits = [part.add(spec, model, x, y, clean,
+                                 _generator(attack_seed(seed, batch, index), device))
+                        for index, (spec, part) in enumerate(zip(attacks, parts, strict=True))]
             clean_parts.append(clean.cpu())
-            if first_batch is None:
-                first_batch = (x, y)
+            if scope == "all" or (scope == "first_batch" and batch == 0):
+                with spent.on(model):
+                    found.append(_batch_checks(model, x, y, list(attacks), clean.cpu(), bits,
+                                               seed, batch).run())
             if on_batch is not None:
                 on_batch(batch + 1, len(loader))
-        outcomes = [AttackOutcome(spec, _cat(parts))
-                    for spec, parts in zip(attacks, attack_parts, strict=True)]
-        result = EvaluationResult(clean=_cat(clean_parts), attacks=outcomes)
-        if checks and first_batch is not None:
-            _ValidityChecks(model, *first_batch, list(attacks), result, seed).run()
+    outcomes = [part.outcome(spec) for spec, part in zip(attacks, parts, strict=True)]
+    result = EvaluationResult(clean=_cat(clean_parts), attacks=outcomes)
+    for name, (index, check) in merge_batches(found).items():
+        result.checks[name], result.check_scope[name] = check, index
+    if scope != "off":
+        _add_blackbox_checks(result)
+        result.check_cost = {"forward_passes": spent.calls, "example_passes": spent.examples,
+                             "evaluation_forward_passes": own.calls,
+                             "evaluation_example_passes": own.examples}
+        log.info("checks: +%d forward-backward passes (%d example passes; the evaluation "
+                 "itself: %d, %d) on %s", spent.calls, spent.examples, own.calls, own.examples,
+                 "every batch" if scope == "all" else "the first batch")
     return result
 
 
@@ -252,114 +383,44 @@ def _cat(parts: list[torch.Tensor]) -> torch.Tensor:
     return torch.cat(parts) if parts else torch.zeros(0, dtype=torch.bool)
 
 
-# --------------------------------------------------------------------------- validity checks
+def _batch_checks(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attacks: list[AttackSpec],
+                  clean: torch.Tensor, outcomes: list[torch.Tensor], seed: int,
+                  batch: int) -> BatchChecks:
+    def attack_point(spec: Any, attack_seed_: int) -> torch.Tensor:
+        return run_attack(spec, model, x, y, _generator(attack_seed_, x.device))
+
+    return BatchChecks(model=model, x=x, y=y, attacks=attacks, clean=clean, outcomes=outcomes,
+                       attack_point=attack_point, seed=seed,
+                       seed_of_attack=lambda index: attack_seed(seed, batch, index),
+                       label=attack_label)
 
 
-def _check(passed: bool, value: Any, expected: Any, detail: str) -> Check:
-    return {"passed": bool(passed), "value": value, "expected": expected, "detail": detail}
+def _add_blackbox_checks(result: EvaluationResult) -> None:
+    """``blackbox_beats_whitebox`` per ball holding a black-box attack and a white-box one.
 
-
-@dataclass
-class _ValidityChecks:
-    """The checks of one evaluation, run on its first batch (x, y); results go into ``result``."""
-
-    model: nn.Module
-    x: torch.Tensor
-    y: torch.Tensor
-    attacks: list[AttackSpec]
-    result: EvaluationResult
-    seed: int
-    clean: torch.Tensor = field(init=False)
-    """(B,) bool on the CPU: clean correctness on the first batch."""
-
-    def __post_init__(self) -> None:
-        self.clean = self.result.clean[: self.x.shape[0]]
-
-    def run(self) -> None:
-        self._add("eps0_equals_clean", None, self.eps0_equals_clean())
-        for norm in sorted({spec.norm for spec in self.attacks} or {"linf"}):
-            self._add(f"large_eps[{norm}]", None, self.large_eps(norm))
-        for index, spec in enumerate(self.attacks):
-            label = attack_label(spec)
-            if isinstance(spec, PGDAttack) and (spec.steps > 1 or spec.restarts > 1):
-                self._add(f"more_steps[{label}]", index, self.more_steps(index, spec))
-            if isinstance(spec, PGDAttack) and spec.norm == "linf" and spec.eps > 0:
-                self._add(f"no_weaker_than_fgsm[{label}]", index, self.no_weaker_than_fgsm(index, spec))
-            exact = self._exact_index(spec)
-            if exact is not None:
-                self._add(f"exact_is_lower_bound[{label}]", index, self.exact_is_lower_bound(index, exact))
-
-    def _add(self, name: str, scope: int | None, check: Check) -> None:
-        self.result.checks[name] = check
-        self.result.check_scope[name] = scope
-
-    def _first_batch(self, index: int) -> torch.Tensor:
-        return self.result.attacks[index].correct[: self.x.shape[0]]
-
-    def _correct_under(self, spec: AttackSpec, seed: int) -> torch.Tensor:
-        """(B,) bool on the CPU: correct at x and at the attack's point, on the first batch."""
-        x_adv = run_attack(spec, self.model, self.x, self.y, _generator(seed, self.x.device))
-        return (_correct_at(self.model, x_adv, self.y) & self.clean.to(self.x.device)).cpu()
-
-    def eps0_equals_clean(self) -> Check:
-        pgd_specs = [spec for spec in self.attacks if isinstance(spec, PGDAttack)]
-        base = pgd_specs[0] if pgd_specs else PGDAttack(norm="linf", eps=0.0, steps=5)
-        spec = base.model_copy(update={
-            "eps": 0.0, "steps": min(base.steps, EPS0_MAX_STEPS), "restarts": 1,
-            "random_start": True, "step_size": base.resolved_step_size or 0.01,
-        })
-        x_adv = run_attack(spec, self.model, self.x, self.y, _generator(self.seed, self.x.device))
-        raw = _correct_at(self.model, x_adv, self.y).cpu()  # not and-ed with clean: compared to it
-        differ = int((raw != self.clean).sum())
-        return _check(differ == 0, _accuracy(raw), _accuracy(self.clean),
-                      f"{differ} of {raw.numel()} examples classified differently at eps 0")
-
-    def large_eps(self, norm: str) -> Check:
-        eps = LARGE_EPS_LINF if norm == "linf" else LARGE_EPS_LINF * math.sqrt(self.x[0].numel())
-        clean_accuracy = _accuracy(self.clean)
-        floor = self._nontrivial_accuracy()
-        if clean_accuracy <= floor:
-            return _check(True, clean_accuracy, f"> {floor:.3g} to apply",
-                          "not applicable: clean accuracy too close to chance")
-        spec = PGDAttack.model_validate({"norm": norm, "eps": eps, "steps": LARGE_EPS_STEPS})
-        accuracy = _accuracy(self._correct_under(spec, self.seed))
-        return _check(accuracy <= LARGE_EPS_MAX_ACCURACY, accuracy, f"<= {LARGE_EPS_MAX_ACCURACY}",
-                      f"PGD {norm} eps={eps:.4g}, {LARGE_EPS_STEPS} steps; a higher accuracy "
-                      "suggests masked gradients")
-
-    def _nontrivial_accuracy(self) -> float:
-        """Clean accuracy above which a model counts as non-trivial: 2x chance; 0.75 if binary."""
-        with torch.no_grad():
-            logits = self.model(self.x[:1])
-        return 0.75 if is_binary(logits) else 2.0 / logits.shape[1]
-
-    def more_steps(self, index: int, spec: PGDAttack) -> Check:
-        cheap = spec.model_copy(update={
-            "steps": max(1, spec.steps // 2), "restarts": 1, "step_size": spec.resolved_step_size,
-        })
-        # The same seed as the main run on this batch: its first restart starts where cheap does.
-        cheap_correct = self._correct_under(cheap, attack_seed(self.seed, 0, index))
-        full = self._first_batch(index)
-        raised = int((full & ~cheap_correct).sum())
-        return _check(raised == 0, _accuracy(full), f"<= {_accuracy(cheap_correct):.6g}",
-                      f"{raised} examples survive the full attack but not {attack_label(cheap)}")
-
-    def no_weaker_than_fgsm(self, index: int, spec: PGDAttack) -> Check:
-        fgsm_accuracy = _accuracy(self._correct_under(FGSMAttack(eps=spec.eps), self.seed))
-        accuracy = _accuracy(self._first_batch(index))
-        return _check(accuracy <= fgsm_accuracy, accuracy, f"<= {fgsm_accuracy:.6g}",
-                      f"FGSM eps={spec.eps:.6g} on the first batch")
-
-    def _exact_index(self, spec: AttackSpec) -> int | None:
-        """The configured exact linear attack of the same ball as ``spec``, if any."""
-        if isinstance(spec, ExactLinearAttack):
-            return None
-        return next((i for i, other in enumerate(self.attacks)
-                     if isinstance(other, ExactLinearAttack)
-                     and (other.norm, other.eps) == (spec.norm, spec.eps)), None)
-
-    def exact_is_lower_bound(self, index: int, exact: int) -> Check:
-        attack, bound = self.result.attacks[index].correct, self.result.attacks[exact].correct
-        beaten = int((bound & ~attack).sum())
-        return _check(beaten == 0, _accuracy(attack), f">= {_accuracy(bound):.6g}",
-                      f"{beaten} examples broken although the exact worst case keeps them correct")
+    Free: it compares the per-example results already measured, on every example.
+    """
+    for (norm, eps), indices in result.threat_groups().items():
+        whitebox: list[torch.Tensor] = []
+        blackbox: list[torch.Tensor] = []
+        source: int | None = None  # the attack holding the (first) black-box result
+        for index in indices:
+            outcome = result.attacks[index]
+            if isinstance(outcome.spec, SquareAttack):
+                blackbox.append(outcome.correct)
+                source = index if source is None else source
+            elif outcome.components:  # AutoAttack: white-box parts, then its black box
+                names = [c.name for c in outcome.components]
+                split = next((i for i, n in enumerate(names) if n in BLACKBOX), len(names))
+                if split > 0:  # cumulative: correct after every white-box part before it
+                    whitebox.append(outcome.components[split - 1].correct)
+                if split < len(names):
+                    blackbox.append(outcome.components[split].correct)
+                    source = index if source is None else source
+            else:
+                whitebox.append(outcome.correct)
+        if whitebox and blackbox:
+            name = f"blackbox_beats_whitebox[{norm} eps={eps:.6g}]"
+            result.checks[name] = blackbox_beats_whitebox(norm, eps, result.clean, whitebox,
+                                                          blackbox, "the Square Attack")
+            result.check_scope[name] = source
