@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.service.results_seed import seed_two_runs
+
 REPO = Path(__file__).resolve().parents[2]
 INVALID = sorted((REPO / "tests" / "specs" / "invalid").glob("*.yaml"))
 ROBUSTLAB = shutil.which("robustlab", path=str(Path(sys.executable).parent)) or "robustlab"
@@ -222,3 +224,54 @@ def test_an_interrupted_run_is_resumed_from_its_last_checkpoint(migrated: Path,
     assert sorted(row["attack"] for row in rows) == ["none", "pgd", "worst_case"]
     resumed_again = robustlab("resume", str(run["id"]), cwd=migrated, env=env)
     assert resumed_again.returncode == 1 and "already succeeded" in resumed_again.stderr
+
+
+# --------------------------------------------------------------------------- listings (issue 14)
+
+LISTINGS_WITHOUT_TORCH = """
+import sys
+from service.cli import main
+for args in (["runs"], ["runs", "--format", "json"], ["runs", "show", "{run}"], ["results"],
+             ["results", "--format", "latex"], ["metrics", "{run}"],
+             ["compare", "{run}", "{other}"]):
+    try:
+        main(args, standalone_mode=False)
+    except SystemExit as exc:
+        assert not exc.code, (args, exc.code)
+print("TORCH", sorted(m for m in ("torch", "torchvision") if m in sys.modules))
+"""
+
+
+def test_runs_runs_show_and_results_import_no_torch(tmp_path: Path) -> None:
+    seeded = seed_two_runs(tmp_path)
+    code = LISTINGS_WITHOUT_TORCH.replace("{run}", seeded.standard).replace(
+        "{other}", seeded.robust)
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=seeded.env(),
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == "TORCH []"
+
+
+def test_results_table_and_latex_show_the_split(tmp_path: Path) -> None:
+    seeded = seed_two_runs(tmp_path)
+    table = robustlab("results", "--run", seeded.standard, cwd=tmp_path, env=seeded.env(),
+                      check=True).stdout
+    header = next(line for line in table.splitlines() if "model" in line)
+    assert "split" in header
+    assert sum(" train " in line for line in table.splitlines()) == 3
+    latex = robustlab("results", "--run", seeded.standard, "--format", "latex", cwd=tmp_path,
+                      env=seeded.env(), check=True).stdout
+    assert r"model & dataset & split &" in latex
+    assert latex.count(r"mnist\_cnn & mnist & train &") == 3
+
+
+def test_results_beyond_the_limit_are_summarised_and_all_prints_every_row(
+        tmp_path: Path) -> None:
+    seeded = seed_two_runs(tmp_path)  # 12 rows
+    summary = robustlab("results", "--limit", "5", cwd=tmp_path, env=seeded.env(), check=True)
+    assert "12 rows summarised" in summary.stdout and "--all" in summary.stderr
+    assert seeded.standard not in summary.stdout  # groups, not rows
+    every = robustlab("results", "--limit", "5", "--all", cwd=tmp_path, env=seeded.env(),
+                      check=True).stdout.splitlines()
+    assert every[0].split()[:4] == ["run_id", "model", "dataset", "split"]
+    assert len(every) == 2 + 12 and sum(seeded.robust in line for line in every) == 6
