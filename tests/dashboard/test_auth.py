@@ -48,20 +48,21 @@ STRANGER = "stranger@elsewhere.example"
     (None, None, None),
 ])
 def test_role_for(email: str | None, verified: bool | None, role: Role | None) -> None:
-    settings = Settings(dashboard_members=["member@lab.example", "boss@lab.example"],
-                        dashboard_viewers=["@lab.example"])
+    settings = Settings.model_validate({
+        "dashboard_members": ["member@lab.example", "boss@lab.example"],
+        "dashboard_viewers": ["@lab.example"]})
     assert role_for(email, settings, email_verified=verified) == role
 
 
 def test_allow_lists_come_comma_separated_from_the_environment(
         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ROBUSTLAB_DASHBOARD_MEMBERS", " a@lab.example, @lab.example ,")
-    assert Settings().dashboard_members == ["a@lab.example", "@lab.example"]
+    assert Settings.model_validate({}).dashboard_members == ["a@lab.example", "@lab.example"]
 
 
 def test_secrets_may_come_from_files(tmp_path: Path) -> None:
     (tmp_path / "client").write_text("from-a-file\n")
-    settings = Settings(oidc_client_secret_file=tmp_path / "client")
+    settings = Settings.model_validate({"oidc_client_secret_file": tmp_path / "client"})
     assert settings.oidc_client_secret is not None
     assert settings.oidc_client_secret.get_secret_value() == "from-a-file"
 

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import tomllib
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -15,7 +16,7 @@ from dashboard.auth import AuthConfig, write_secrets
 from dashboard.launch import APP, LOOPBACK, LaunchRefused, check_exposure, streamlit_command
 from service.settings import Settings
 
-OIDC = {"oidc_server_metadata_url": "http://127.0.0.1:1/.well-known/openid-configuration",
+OIDC: dict[str, Any] = {"oidc_server_metadata_url": "http://127.0.0.1:1/.well-known/openid-configuration",
         "oidc_client_id": "robustlab", "oidc_client_secret": "s3cret",
         "oidc_cookie_secret": "c" * 40, "dashboard_members": ["@lab.example"]}
 
@@ -36,14 +37,14 @@ def test_command_serves_the_app_on_loopback_headless_without_usage_statistics() 
 @pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.0.2.7", "robustlab.lab.example"])
 def test_a_non_loopback_host_without_login_is_refused(host: str) -> None:
     with pytest.raises(LaunchRefused, match="ROBUSTLAB_OIDC_SERVER_METADATA_URL") as refused:
-        check_exposure(host, 8501, Settings())
+        check_exposure(host, 8501, Settings.model_validate({}))
     assert "\n" not in str(refused.value)
-    assert check_exposure(host, 8501, Settings(dashboard_allow_unauthenticated=True)) is None
+    assert check_exposure(host, 8501, Settings.model_validate({"dashboard_allow_unauthenticated": True})) is None
 
 
 @pytest.mark.parametrize("host", ["127.0.0.1", "::1", "localhost"])
 def test_loopback_needs_no_login(host: str) -> None:
-    assert check_exposure(host, 8501, Settings()) is None
+    assert check_exposure(host, 8501, Settings.model_validate({})) is None
 
 
 @pytest.mark.parametrize(("changes", "message"), [
@@ -51,13 +52,13 @@ def test_loopback_needs_no_login(host: str) -> None:
     ({"oidc_cookie_secret": "short"}, "at least 32"),
     ({"dashboard_members": []}, "allow-list"),
 ])
-def test_half_configured_login_is_refused(changes: dict, message: str) -> None:
+def test_half_configured_login_is_refused(changes: dict[str, Any], message: str) -> None:
     with pytest.raises(LaunchRefused, match=message):
-        check_exposure("0.0.0.0", 8501, Settings(**(OIDC | changes)))
+        check_exposure("0.0.0.0", 8501, Settings.model_validate(OIDC | changes))
 
 
 def test_the_secrets_file_is_private_and_holds_the_auth_section(tmp_path: Path) -> None:
-    config = check_exposure("0.0.0.0", 8600, Settings(**OIDC))
+    config = check_exposure("0.0.0.0", 8600, Settings.model_validate(OIDC))
     assert isinstance(config, AuthConfig)
     assert config.redirect_uri == "http://localhost:8600/oauth2callback"
     path = write_secrets(config, tmp_path)
@@ -70,8 +71,8 @@ def test_the_secrets_file_is_private_and_holds_the_auth_section(tmp_path: Path) 
     command = streamlit_command(8600, host="0.0.0.0", secrets_file=path, exposed=True)
     assert command[command.index("--secrets.files") + 1] == str(path)
     assert command[command.index("--client.showErrorDetails") + 1] == "type"
-    behind_tls = check_exposure("0.0.0.0", 8600, Settings(
-        **OIDC, dashboard_public_url="https://robustlab.lab.example/"))
+    behind_tls = check_exposure("0.0.0.0", 8600, Settings.model_validate(
+        OIDC | {"dashboard_public_url": "https://robustlab.lab.example/"}))
     assert behind_tls is not None
     assert behind_tls.redirect_uri == "https://robustlab.lab.example/oauth2callback"
 
