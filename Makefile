@@ -27,6 +27,10 @@ $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --disable-pip-version-check --upgrade pip
 	$(BIN)/python -m pip install -q --disable-pip-version-check -c requirements.lock -e '.[dev]'
+	@# Test-only yardstick for the attack tests and benchmarks/autoattack.py. --no-deps: its
+	@# metadata pins requests~=2.25.1 (used only by a bundled robustbench downloader), which
+	@# conflicts with the lock; everything it imports (torch, scipy, tqdm, numpy) is locked.
+	$(BIN)/python -m pip install -q --disable-pip-version-check --no-deps -c requirements.lock torchattacks
 	touch $(STAMP)
 
 # Debian packages the tests use: headless Chromium (dashboard tests), the real Fashion-MNIST.
