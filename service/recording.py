@@ -212,6 +212,32 @@ def seconds_since_heartbeat(run: RunInfo) -> float | None:
     return (datetime.now(UTC) - beat).total_seconds()
 
 
+def is_stale(run: RunInfo) -> bool:
+    """A run marked 'running' whose process stopped writing heartbeats ``STALE_AFTER_S`` ago.
+
+    A process killed by SIGKILL, the OOM killer or a power cut cannot mark its run; the row
+    says 'running' forever. Listings show such a run as stale instead (``shown_status``).
+    """
+    if run.status != RunStatus.RUNNING:
+        return False
+    age = seconds_since_heartbeat(run)
+    return age is not None and age >= STALE_AFTER_S
+
+
+def shown_status(run: RunInfo) -> str:
+    """The status as listings show it: 'stale (no heartbeat for N s)' for a lost running run."""
+    if is_stale(run):
+        return f"stale (no heartbeat for {seconds_since_heartbeat(run) or 0:.0f} s)"
+    return str(run.status)
+
+
+def shown_duration_s(run: RunInfo) -> float | None:
+    """``duration_s``, except that a stale run's ends at its last heartbeat (it stopped there)."""
+    if is_stale(run) and run.started_at is not None and run.heartbeat_at is not None:
+        return (run.heartbeat_at - run.started_at).total_seconds()
+    return run.duration_s
+
+
 def resumable(run: RunInfo, *, force: bool = False) -> str | None:
     """Why ``run`` cannot be resumed in this process now, or ``None`` if it can.
 

@@ -6,13 +6,14 @@ second, so nothing here imports the runner or the science.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import click
 from rich.table import Table
 
+from service import jsonout
 from service.cli.common import first_line, friendly_errors, open_store, out
+from service.recording import is_stale, shown_duration_s, shown_status
 from service.results import fetch_rows, to_table
 from service.settings import get_settings
 from service.store.repository import RunInfo
@@ -31,7 +32,7 @@ def run_dict(item: RunInfo) -> dict[str, Any]:
         "created_at": item.created_at.isoformat() if item.created_at else None,
         "started_at": item.started_at.isoformat() if item.started_at else None,
         "finished_at": item.finished_at.isoformat() if item.finished_at else None,
-        "duration_s": item.duration_s, "submitted_by": item.submitted_by,
+        "duration_s": shown_duration_s(item), "stale": is_stale(item), "submitted_by": item.submitted_by,
     }
 
 
@@ -54,7 +55,7 @@ def runs(ctx: click.Context, fmt: str, experiment: str | None, status: str | Non
         return
     items = open_store().list_runs(experiment=experiment, status=status, limit=limit or None)
     if fmt == "json":
-        click.echo(json.dumps([run_dict(i) for i in items], indent=2, default=str))
+        click.echo(jsonout.dumps([run_dict(i) for i in items]))
         return
     if not items:
         out.print("no runs yet: try `robustlab run specs/quickstart.yaml`")
@@ -67,9 +68,10 @@ def runs(ctx: click.Context, fmt: str, experiment: str | None, status: str | Non
         table.add_row(
             item.id, item.experiment, item.kind,
             " ".join(f"{k}={v}" for k, v in item.params.items()),
-            f"[{_COLOURS.get(item.status, 'white')}]{item.status}[/]",  # type: ignore[call-overload]
+            f"[{'magenta' if is_stale(item) else _COLOURS.get(item.status, 'white')}]"  # type: ignore[call-overload]
+            f"{shown_status(item)}[/]",
             f"{100 * item.progress:.0f}%",
-            f"{item.duration_s:.1f}s" if item.duration_s is not None else "",
+            f"{shown_duration_s(item):.1f}s" if shown_duration_s(item) is not None else "",
             item.submitted_by or "",
             first_line(item.error)[:60],
         )
@@ -96,9 +98,9 @@ def runs_show(run_id: str, fmt: str) -> None:
             "checkpoints": [{"epoch": c.epoch, "path": c.path, "final": c.final}
                             for c in checkpoints],
         }
-        click.echo(json.dumps(data, indent=2, default=str))
+        click.echo(jsonout.dumps(data))
         return
-    info = run_dict(item)
+    info = run_dict(item) | {"status": shown_status(item)}
     for key in ("id", "experiment", "kind", "cell", "params", "status", "progress", "stage",
                 "created_at", "started_at", "finished_at", "duration_s", "attempts", "seed",
                 "spec_hash", "git_sha", "data_hash", "host", "device", "queue", "submitted_by"):

@@ -12,7 +12,9 @@ override names the ``--set`` it came from instead of a line.
 from __future__ import annotations
 
 import difflib
+import os
 import re
+import stat
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +24,7 @@ import yaml
 from pydantic import BaseModel, TypeAdapter, ValidationError
 from pydantic_core import ErrorDetails
 
+from service.settings import get_settings
 from service.specs import sweep as sweeps
 from service.specs.models import SPEC_KINDS, AnySpec
 
@@ -42,6 +45,9 @@ _SpecLoader.add_implicit_resolver(
     re.compile(r"^[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)[eE][-+]?[0-9]+$"),
     list("-+0123456789."),
 )
+
+_EVENT_LOADER: type = getattr(yaml, "CSafeLoader", _SpecLoader)
+"""Only its parser is used (for events); resolving and constructing stay ``_SpecLoader``'s."""
 
 Loc = tuple[str | int, ...]
 """A path into the spec data: field names and list indices (a sweep key is one element)."""
@@ -84,7 +90,7 @@ def load_spec_file(path: str | Path, overrides: Sequence[str] = ()) -> LoadedSpe
     """Read, override and validate the spec at ``path``; raise ``SpecError`` on any problem."""
     name = str(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        text = read_spec_bytes(path).decode("utf-8")
     except FileNotFoundError:
         raise SpecError([Problem(name, None, "", "no such file")]) from None
     except IsADirectoryError:
@@ -92,6 +98,8 @@ def load_spec_file(path: str | Path, overrides: Sequence[str] = ()) -> LoadedSpe
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise SpecError([Problem(name, None, "", f"cannot read: {reason}")]) from None
+    except _Refused as exc:
+        raise SpecError([Problem(name, None, "", str(exc))]) from None
     return LoadedSpec(_load(text, name, overrides), text, name, tuple(overrides))
 
 
@@ -99,7 +107,59 @@ def load_spec_text(
     text: str, source: str = "<string>", overrides: Sequence[str] = ()
 ) -> LoadedSpec:
     """Like ``load_spec_file`` for YAML text; ``source`` names it in problems."""
+    size, limit = len(text.encode("utf-8", errors="replace")), get_settings().max_spec_bytes
+    if size > limit:
+        raise SpecError([Problem(source, None, "", _too_big(size, limit))])
     return LoadedSpec(_load(text, source, overrides), text, None, tuple(overrides))
+
+
+# --------------------------------------------------------------------------- reading
+
+
+class _Refused(Exception):
+    """A file that is not read at all (not a regular file, or too big); the message says why."""
+
+
+_FILE_TYPES = {stat.S_IFCHR: "a character device", stat.S_IFBLK: "a block device",
+               stat.S_IFIFO: "a FIFO (named pipe)", stat.S_IFSOCK: "a socket"}
+
+
+def _too_big(size: int, limit: int) -> str:
+    return (f"is {size} bytes, more than the limit of {limit} bytes for a spec "
+            "(ROBUSTLAB_MAX_SPEC_BYTES)")
+
+
+def read_spec_bytes(path: str | Path) -> bytes:
+    """The bytes of a regular file of at most ``max_spec_bytes``; nothing else is read.
+
+    ``/dev/zero`` would be read forever and a FIFO would block the reader until a writer comes,
+    so the file is opened non-blocking and its type checked on the open descriptor (no race
+    with a rename) before a single byte is read; at most the limit plus one byte is ever read.
+    Raises ``OSError`` (missing, a directory, unreadable) or ``_Refused``.
+    """
+    limit = get_settings().max_spec_bytes
+    if not stat.S_ISREG(mode := os.stat(path).st_mode) and not stat.S_ISDIR(mode):
+        raise _Refused(f"is {_FILE_TYPES.get(stat.S_IFMT(mode), 'not a regular file')}, "
+                       "not a spec file: refused without reading it")
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0))
+    try:
+        info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):
+            raise IsADirectoryError(path)
+        if not stat.S_ISREG(info.st_mode):
+            raise _Refused("is not a regular file, not a spec file: refused without reading it")
+        if info.st_size > limit:
+            raise _Refused(_too_big(info.st_size, limit))
+        chunks, left = [], limit + 1
+        while left > 0 and (chunk := os.read(fd, min(left, 1 << 16))):
+            chunks.append(chunk)
+            left -= len(chunk)
+        data = b"".join(chunks)
+    finally:
+        os.close(fd)
+    if len(data) > limit:  # it grew while being read
+        raise _Refused(_too_big(len(data), limit))
+    return data
 
 
 def parse_override(item: str) -> tuple[str, Any]:
@@ -111,7 +171,20 @@ def parse_override(item: str) -> tuple[str, Any]:
         raise SpecError([_override_problem(item, example)])
     try:
         sweeps.split_path(path)
-        return path, yaml.load(text, Loader=_SpecLoader)
+        limits = check_yaml_events(text)
+        if limits:
+            raise ValueError(f"VALUE {limits[0][1]}")
+        loader = _SpecLoader(text)
+        try:
+            node = loader.get_single_node()
+            if node is None:
+                return path, None
+            limits = check_yaml_graph(node)
+            if limits:
+                raise ValueError(f"VALUE {limits[0][1]}")
+            return path, loader.construct_document(node)
+        finally:
+            loader.dispose()
     except ValueError as exc:
         raise SpecError([_override_problem(item, str(exc))]) from None
     except yaml.YAMLError as exc:
@@ -121,6 +194,107 @@ def parse_override(item: str) -> tuple[str, Any]:
 
 def _override_problem(item: str, message: str) -> Problem:
     return Problem(f"--set {item}", None, "", message)
+
+
+# --------------------------------------------------------------------------- YAML limits
+
+
+def check_yaml_events(text: str) -> list[tuple[int | None, str]]:
+    """(line, message) for the first limit the YAML's event stream exceeds, or ``[]``.
+
+    PyYAML's parser is a state machine, so this pass cannot overflow the stack, and it stops at
+    the first excess: a 500-deep document never reaches the (recursive) composer. libyaml's
+    parser does it when installed (20 times faster than the pure-Python one: a megabyte of
+    YAML is refused in a fraction of a second). Syntax errors are left to the composer, which
+    reports them with their line.
+    """
+    settings = get_settings()
+    depth = aliases = values = 0
+    items: list[list[int]] = []  # per open collection: [items so far (-1: a mapping), line]
+    try:
+        for event in yaml.parse(text, Loader=_EVENT_LOADER):
+            line = event.start_mark.line + 1 if event.start_mark is not None else None
+            if isinstance(event, yaml.NodeEvent) and items and items[-1][0] >= 0:
+                items[-1][0] += 1
+                if items[-1][0] > settings.max_list_items:
+                    return [(items[-1][1], f"a list of more than {settings.max_list_items} "
+                             "items (ROBUSTLAB_MAX_LIST_ITEMS)")]
+            if isinstance(event, yaml.CollectionStartEvent):
+                sequence = isinstance(event, yaml.SequenceStartEvent)
+                items.append([0 if sequence else -1, line or 0])
+                depth += 1
+                if depth > settings.max_yaml_depth:
+                    return [(line, f"YAML nested deeper than {settings.max_yaml_depth} levels "
+                             "(ROBUSTLAB_MAX_YAML_DEPTH)")]
+            elif isinstance(event, yaml.CollectionEndEvent):
+                depth -= 1
+                items.pop()
+            elif isinstance(event, yaml.AliasEvent):
+                aliases += 1
+                if aliases > settings.max_yaml_aliases:
+                    return [(line, f"more than {settings.max_yaml_aliases} YAML aliases "
+                             "(ROBUSTLAB_MAX_YAML_ALIASES)")]
+            if isinstance(event, yaml.NodeEvent) and not isinstance(event, yaml.AliasEvent):
+                values += 1
+                if values > settings.max_yaml_nodes:
+                    return [(line, f"more than {settings.max_yaml_nodes} YAML values "
+                             "(ROBUSTLAB_MAX_YAML_NODES)")]
+    except yaml.YAMLError:
+        return []
+    return []
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    return []
+
+
+def check_yaml_graph(root: yaml.Node) -> list[tuple[int | None, str]]:
+    """(line, message) for limits the composed YAML exceeds once aliases are expanded, or ``[]``.
+
+    Aliases share nodes, so a few hundred bytes can stand for 10**9 values ("billion laughs")
+    or nest far deeper than written, and an anchor may even contain its own alias. Sizes and
+    depths are computed per shared node once (iterative post-order, no recursion), so the check
+    costs the size of the document, not of its expansion.
+    """
+    settings = get_settings()
+    size: dict[int, int] = {}
+    depth: dict[int, int] = {}
+    on_path: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, children_done = stack.pop()
+        key, line = id(node), node.start_mark.line + 1
+        if children_done:
+            on_path.discard(key)
+            children = _children(node)
+            if isinstance(node, yaml.SequenceNode) and len(children) > settings.max_list_items:
+                return [(line, f"a list of {len(children)} items, more than "
+                         f"{settings.max_list_items} (ROBUSTLAB_MAX_LIST_ITEMS)")]
+            size[key] = 1 + sum(size[id(child)] for child in children)
+            collection = isinstance(node, yaml.CollectionNode)
+            depth[key] = collection + max((depth[id(child)] for child in children), default=0)
+            if size[key] > settings.max_yaml_nodes:
+                return [(line, f"more than {settings.max_yaml_nodes} YAML values once its "
+                         "aliases are expanded (ROBUSTLAB_MAX_YAML_NODES)")]
+            if depth[key] > settings.max_yaml_depth:
+                return [(line, f"YAML nested deeper than {settings.max_yaml_depth} levels once "
+                         "its aliases are expanded (ROBUSTLAB_MAX_YAML_DEPTH)")]
+            continue
+        if key in size:
+            continue
+        on_path.add(key)
+        stack.append((node, True))
+        for child in _children(node):
+            if id(child) in on_path:
+                return [(child.start_mark.line + 1, "a YAML alias refers to a value that "
+                         "contains it (a cycle)")]
+            if id(child) not in size:
+                stack.append((child, False))
+    return []
 
 
 # --------------------------------------------------------------------------- the pipeline
@@ -166,10 +340,19 @@ def _load(text: str, source: str, overrides: Sequence[str]) -> AnySpec:
 
 
 def _parse_yaml(text: str, source: str) -> tuple[yaml.MappingNode, dict[str, Any]]:
-    """The top-level mapping as nodes (for lines) and as data, from one parse."""
+    """The top-level mapping as nodes (for lines) and as data, from one parse.
+
+    The YAML's size limits are checked twice before any Python data is built: on the event
+    stream (depth, aliases, values) before the recursive composer runs, and on the node graph
+    (values and depth with every alias expanded, list lengths) before it is constructed.
+    """
     loader = _SpecLoader(text)
     try:
-        node = loader.get_single_node()
+        limits = check_yaml_events(text)
+        node = loader.get_single_node() if not limits else None
+        limits = limits or (check_yaml_graph(node) if node is not None else [])
+        if limits:
+            raise SpecError([Problem(source, line, "", message) for line, message in limits])
         data = loader.construct_document(node) if node is not None else None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
@@ -399,6 +582,7 @@ _MESSAGES = {
     "int_parsing": "must be an integer (got {got})",
     "int_type": "must be an integer (got {got})",
     "int_from_float": "must be a whole number (got {got})",
+    "int_parsing_size": "must be a whole number <= 9223372036854775807 (got {got})",
     "float_parsing": "must be a number (got {got})",
     "float_type": "must be a number (got {got})",
     "bool_parsing": "must be true or false (got {got})",

@@ -25,6 +25,7 @@ from pydantic import (
     model_validator,
 )
 
+from service.settings import get_settings
 from service.specs import catalog
 
 _FRACTION = re.compile(r"^\s*([-+]?\d+(?:\.\d*)?(?:[eE][-+]?\d+)?)\s*/\s*(\d+(?:\.\d*)?)\s*$")
@@ -65,9 +66,44 @@ Number = Annotated[float, BeforeValidator(parse_number)]
 Eps = Annotated[float, BeforeValidator(parse_number), Field(ge=0)]
 """A perturbation radius in pixel space ([0, 1] images) or feature space (theory)."""
 PositiveNumber = Annotated[float, BeforeValidator(parse_number), Field(gt=0)]
-Count = Annotated[int, BeforeValidator(_not_boolean)]
+MAX_INT64 = 2**63 - 1
+"""Every whole number of a spec fits a signed 64-bit integer (the store's BIGINT, torch's seed)."""
+
+Count = Annotated[int, BeforeValidator(_not_boolean), Field(le=MAX_INT64)]
 """A whole number. YAML reads ``yes``/``true`` as a boolean, which pydantic's lax mode would take
-for 1 (``epochs: yes`` training one epoch): refused here."""
+for 1 (``epochs: yes`` training one epoch): refused here. At most 2**63 - 1."""
+
+
+def _at_most(setting: str) -> AfterValidator:
+    """An upper bound read from ``Settings.<setting>`` when a spec is validated.
+
+    Read at validation time, not at import, so a deployment sets ``ROBUSTLAB_<SETTING>`` and
+    the schema stays the same everywhere. To bound a new field, annotate it with one of the
+    aliases below, or ``Annotated[Count, _at_most("max_...")]`` after adding the setting.
+    """
+    variable = f"ROBUSTLAB_{setting.upper()}"
+
+    def check(value: int) -> int:
+        limit: int = getattr(get_settings(), setting)
+        if value > limit:
+            raise ValueError(f"must be <= {limit} (the limit {variable}; got {value})")
+        return value
+
+    return AfterValidator(check)
+
+
+ExampleCount = Annotated[Count, _at_most("max_examples")]
+"""How many examples (samples, subsets, images); at most ``ROBUSTLAB_MAX_EXAMPLES``."""
+FeatureCount = Annotated[Count, _at_most("max_features")]
+BatchSize = Annotated[Count, _at_most("max_batch_size")]
+EpochCount = Annotated[Count, _at_most("max_epochs")]
+"""Epochs, full-batch steps and epoch intervals; at most ``ROBUSTLAB_MAX_EPOCHS``."""
+StepCount = Annotated[Count, _at_most("max_steps")]
+"""Attack iterations; at most ``ROBUSTLAB_MAX_STEPS``."""
+RestartCount = Annotated[Count, _at_most("max_restarts")]
+QueryCount = Annotated[Count, _at_most("max_queries")]
+"""A black-box attack's query budget; at most ``ROBUSTLAB_MAX_QUERIES``."""
+ImageSize = Annotated[Count, _at_most("max_image_size")]
 
 NormName = Literal["linf", "l2"]
 """The keys of ``catalog.NORMS`` (checked at import, below)."""
@@ -116,7 +152,10 @@ TheoryModelName = Literal["averaging", "svm", "logistic"]
 class Strict(BaseModel):
     """Base of every spec model: unknown keys are errors, never silently ignored."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True,
+                              allow_inf_nan=False)
+    """``allow_inf_nan=False``: every float of every spec is finite (``.inf``, ``1e400``, ``.nan``
+    are refused), so no run fails later on a database or JSON that cannot hold them."""
 
 
 # --------------------------------------------------------------------------- attacks
@@ -128,11 +167,11 @@ class PGDAttack(Strict):
     kind: Literal["pgd"] = "pgd"
     norm: NormName = Field(description="Threat model: 'linf' or 'l2'.")
     eps: Eps = Field(description="Radius of the ball in pixel space, e.g. 0.3 or 8/255.")
-    steps: Count = Field(40, ge=1, description="Number of PGD iterations.")
+    steps: StepCount = Field(40, ge=1, description="Number of PGD iterations.")
     step_size: PositiveNumber | None = Field(
         None, description="Step size; default 2.5 * eps / steps (Madry et al.)."
     )
-    restarts: Count = Field(1, ge=1, description="Random restarts; the worst case per example is kept.")
+    restarts: RestartCount = Field(1, ge=1, description="Random restarts; the worst case per example is kept.")
     random_start: bool = Field(True, description="Start from a uniform point in the ball.")
 
     @property
@@ -167,12 +206,12 @@ class APGDAttack(Strict):
     kind: Literal["apgd"] = "apgd"
     norm: NormName = Field(description="Threat model: 'linf' or 'l2'.")
     eps: Eps = Field(description="Radius of the ball in pixel space, e.g. 0.3 or 8/255.")
-    steps: Count = Field(100, ge=1, description="Iterations per run (AutoAttack: 100).")
+    steps: StepCount = Field(100, ge=1, description="Iterations per run (AutoAttack: 100).")
     loss: Literal["ce", "dlr"] = Field(
         "ce", description="'ce' (cross-entropy) or 'dlr' (difference of logits ratio); "
         "targeted runs use the targeted DLR loss."
     )
-    restarts: Count = Field(
+    restarts: RestartCount = Field(
         1, ge=1, description="Runs (per target when targeted) on the examples still standing."
     )
     targeted: bool = Field(False, description="APGD-T: targeted DLR towards the top classes.")
@@ -193,7 +232,7 @@ class FABAttack(Strict):
     kind: Literal["fab"] = "fab"
     norm: NormName = Field(description="Threat model: 'linf' or 'l2'.")
     eps: Eps = Field(description="Radius at which success is judged, in pixel space.")
-    steps: Count = Field(100, ge=1, description="Iterations per run (AutoAttack: 100).")
+    steps: StepCount = Field(100, ge=1, description="Iterations per run (AutoAttack: 100).")
     targeted: bool = Field(
         True, description="FAB-T (towards each top class in turn); false: untargeted FAB, "
         "one backward pass per class and step."
@@ -201,7 +240,7 @@ class FABAttack(Strict):
     n_target_classes: Count = Field(
         9, ge=1, description="Targets of FAB-T; must be below the dataset's number of classes."
     )
-    restarts: Count = Field(
+    restarts: RestartCount = Field(
         1, ge=1, description="Runs per target; later ones start at random points."
     )
 
@@ -220,7 +259,7 @@ class SquareAttack(Strict):
     p_init: Annotated[float, BeforeValidator(parse_number), Field(gt=0, le=1)] = Field(
         0.8, description="Initial fraction of the pixels a proposal changes (halved on a schedule)."
     )
-    restarts: Count = Field(1, ge=1, description="Runs on the examples still standing.")
+    restarts: RestartCount = Field(1, ge=1, description="Runs on the examples still standing.")
 
 
 class AutoAttack(Strict):
@@ -238,7 +277,7 @@ class AutoAttack(Strict):
     version: Literal["standard", "plus", "rand"] = Field(
         "standard", description="'standard', 'plus' or 'rand', as the reference code defines them."
     )
-    steps: Count = Field(100, ge=1, description="Iterations of APGD and FAB (reference: 100).")
+    steps: StepCount = Field(100, ge=1, description="Iterations of APGD and FAB (reference: 100).")
     queries: Count = Field(5000, ge=1, description="Square Attack queries (reference: 5,000).")
     n_target_classes: Count = Field(
         9, ge=1, description="Targets of APGD-T and FAB-T (reference: 9); below the dataset's "
@@ -293,6 +332,12 @@ class SpecBase(Strict):
                 raise ValueError(f"sweep cannot vary {path!r}")
             if not values:
                 raise ValueError(f"sweep over {path!r} has no values")
+        limit = get_settings().max_sweep_cells
+        cells = math.prod(len(values) for values in value.values())  # before any expansion
+        if cells > limit:
+            sizes = " x ".join(str(len(values)) for values in value.values())
+            raise ValueError(f"the sweep has {cells} cells ({sizes}), more than "
+                             f"{limit} (ROBUSTLAB_MAX_SWEEP_CELLS)")
         return value
 
 
@@ -317,14 +362,14 @@ class DatasetConfig(Strict):
         None, description="Data directory; default ROBUSTLAB_DATA_DIR/<name> (see `robustlab data`). "
         "image_folder: the folder holding train/ and test/ (or val/); npz: the .npz file."
     )
-    train_subset: Count | None = Field(None, ge=1, description="Use only the first N training examples.")
-    test_subset: Count | None = Field(None, ge=1, description="Use only the first N test examples.")
+    train_subset: ExampleCount | None = Field(None, ge=1, description="Use only the first N training examples.")
+    test_subset: ExampleCount | None = Field(None, ge=1, description="Use only the first N test examples.")
     augment: bool | None = Field(
         None, description="Training augmentation; default per dataset (crops/flips for CIFAR-10 "
         "and ImageNet; image_folder: random crop and flip when true, default off)."
     )
     download: bool = Field(False, description="Let torchvision download the data when online.")
-    image_size: Count | None = Field(
+    image_size: ImageSize | None = Field(
         None, ge=1, description="image_folder only: resize the shorter side, then centre-crop to "
         "a square of this size; default: the images' own size (all must then be equal)."
     )
@@ -385,8 +430,8 @@ class ScheduleConfig(Strict):
     """Learning-rate schedule, stepped once per epoch."""
 
     kind: Literal["constant", "step", "multistep", "cosine"] = "constant"
-    step_size: Count = Field(30, ge=1, description="Epochs between decays (kind 'step').")
-    milestones: list[Count] = Field(default_factory=list, description="Epochs of decay (kind 'multistep').")
+    step_size: EpochCount = Field(30, ge=1, description="Epochs between decays (kind 'step').")
+    milestones: list[EpochCount] = Field(default_factory=list, description="Epochs of decay (kind 'multistep').")
     gamma: Annotated[float, BeforeValidator(parse_number), Field(gt=0, le=1)] = 0.1
 
 
@@ -395,10 +440,10 @@ class AdversaryConfig(Strict):
 
     norm: NormName = "linf"
     eps: Eps = Field(0.0, description="Training radius; 0 means standard training.")
-    steps: Count = Field(7, ge=1)
+    steps: StepCount = Field(7, ge=1)
     step_size: PositiveNumber | None = Field(None, description="Default 2.5 * eps / steps.")
     random_start: bool = True
-    ramp_epochs: Count = Field(
+    ramp_epochs: EpochCount = Field(
         0, ge=0, description="Grow eps linearly from 0 over this many epochs (eps ramp-up)."
     )
 
@@ -408,8 +453,8 @@ class AdversaryConfig(Strict):
 
 
 class TrainingConfig(Strict):
-    epochs: Count = Field(10, ge=1)
-    batch_size: Count = Field(128, ge=1)
+    epochs: EpochCount = Field(10, ge=1)
+    batch_size: BatchSize = Field(128, ge=1)
     optimizer: OptimizerConfig = OptimizerConfig()
     schedule: ScheduleConfig = ScheduleConfig()
 
@@ -434,9 +479,9 @@ class EvaluationConfig(Strict):
     """Attacks run on the test split after training (or on a checkpoint)."""
 
     attacks: list[Attack] = Field(default_factory=list)
-    batch_size: Count = Field(256, ge=1)
+    batch_size: BatchSize = Field(256, ge=1)
     split: Literal["test", "train"] = "test"
-    subset: Count | None = Field(None, ge=1, description="Evaluate the first N examples only.")
+    subset: ExampleCount | None = Field(None, ge=1, description="Evaluate the first N examples only.")
     checks: ChecksScope = Field(
         "first_batch", description="Validity checks (eps 0, more steps, FGSM, very large eps, "
         "black box beats white box) on the first batch (default), on every batch ('all'), or "
@@ -466,7 +511,7 @@ class TheoryDistribution(Strict):
     p: Annotated[float, BeforeValidator(parse_number)] = Field(
         0.7, description="Probability that x1 agrees with y."
     )
-    d: Count = Field(1000, ge=1, description="Number of weakly correlated features x2..x_{d+1}.")
+    d: FeatureCount = Field(1000, ge=1, description="Number of weakly correlated features x2..x_{d+1}.")
     eta: PositiveNumber = Field(0.15, description="Mean shift of the weak features (e.g. 4/sqrt(d)).")
 
     @field_validator("p")
@@ -482,8 +527,8 @@ class TheorySpec(SpecBase):
 
     kind: Literal["theory"]
     distribution: TheoryDistribution = TheoryDistribution()
-    n_train: Count = Field(10_000, ge=2, description="Training sample size.")
-    n_test: Count = Field(10_000, ge=2, description="Test sample size.")
+    n_train: ExampleCount = Field(10_000, ge=2, description="Training sample size.")
+    n_test: ExampleCount = Field(10_000, ge=2, description="Test sample size.")
     eps: list[Eps] = Field(
         default_factory=lambda: [0.3],
         min_length=1,
@@ -497,7 +542,7 @@ class TheorySpec(SpecBase):
         description="Soft-margin SVM regularisation (eq. 5): lambda = 1/(svm_c * n_train), "
         "as libsvm's C * sum(hinge) + ||w||^2/2.",
     )
-    epochs: Count = Field(300, ge=1, description="Full-batch optimisation steps for svm/logistic.")
+    epochs: EpochCount = Field(300, ge=1, description="Full-batch optimisation steps for svm/logistic.")
     lr: PositiveNumber = Field(
         0.05, description="Adam step size for svm/logistic, cosine-decayed to 0 over the epochs."
     )
@@ -519,7 +564,7 @@ class TrainSpec(SpecBase):
     training: TrainingConfig = TrainingConfig()
     adversary: AdversaryConfig = AdversaryConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
-    checkpoint_every: Count = Field(1, ge=1, description="Epochs between checkpoints.")
+    checkpoint_every: EpochCount = Field(1, ge=1, description="Epochs between checkpoints.")
 
     @model_validator(mode="after")
     def _targets_fit_the_classes(self) -> TrainSpec:
@@ -573,7 +618,7 @@ class LargeEpsAttack(Strict):
     norm: NormName = Field(description="Threat model: 'linf' or 'l2'.")
     eps: Eps = Field(description="Radius in pixel space; Table 3: MNIST linf 0.3, l2 4; "
                      "CIFAR-10 linf 32/255, l2 1200/255; Restricted ImageNet linf 0.25, l2 40.")
-    steps: Count = Field(100, ge=1, description="PGD iterations towards the target class.")
+    steps: StepCount = Field(100, ge=1, description="PGD iterations towards the target class.")
     step_size: PositiveNumber | None = Field(None, description="Default 2.5 * eps / steps.")
 
     @property
@@ -591,7 +636,7 @@ class InRunTraining(Strict):
     training: TrainingConfig = TrainingConfig()
     adversary: AdversaryConfig = AdversaryConfig()
     seed: Count | None = Field(None, ge=0, description="Training seed; default the spec's seed.")
-    checkpoint_every: Count = Field(1, ge=1, description="Epochs between checkpoints.")
+    checkpoint_every: EpochCount = Field(1, ge=1, description="Epochs between checkpoints.")
 
 
 class VisualizedModel(Strict):
@@ -647,8 +692,8 @@ class VisualizeSpec(SpecBase):
         default_factory=lambda: ["large_eps", "interpolation", "gradients"], min_length=1,
         description="What to compute: large_eps (E4), interpolation (E5), gradients (E6).",
     )
-    n_images: Count = Field(10, ge=1, description="Images shown in the pictures (the first ones).")
-    measure_images: Count = Field(
+    n_images: ExampleCount = Field(10, ge=1, description="Images shown in the pictures (the first ones).")
+    measure_images: ExampleCount = Field(
         500, ge=1, description="Images the measures average over (target_agreement, alignment)."
     )
     attacks: list[LargeEpsAttack] | None = Field(
@@ -657,10 +702,10 @@ class VisualizeSpec(SpecBase):
     target: Literal["next", "random"] = Field(
         "next", description="Target class: 'next' is (y + 1) mod K, 'random' a seeded other class."
     )
-    interpolation_points: Count = Field(
+    interpolation_points: StepCount = Field(
         8, ge=2, description="Images from the image to its large-eps example, both included."
     )
-    batch_size: Count = Field(250, ge=1)
+    batch_size: BatchSize = Field(250, ge=1)
 
     @model_validator(mode="after")
     def _consistent_models(self) -> VisualizeSpec:
@@ -715,7 +760,7 @@ class LinearFeaturesSpec(SpecBase):
         default_factory=lambda: DatasetConfig(name="binary_mnist"),
         description="binary_mnist (-1 = '5', +1 = '7'); subsets allowed, no augmentation.",
     )
-    epochs: Count = Field(100, ge=1, description="Full-batch gradient-descent steps (paper: 100).")
+    epochs: EpochCount = Field(100, ge=1, description="Full-batch gradient-descent steps (paper: 100).")
     lr: PositiveNumber = Field(0.1, description="Gradient-descent step size (mean logistic loss).")
     eps: PositiveNumber = Field(
         0.2, description="l_inf radius of adversarial training and of the exact evaluation."
