@@ -1,8 +1,9 @@
 """The dashboard's charts: Altair drawings of ``service.analysis``'s numbers (the report draws
 the same numbers with matplotlib), and the few page-only tables they need.
 
-- Figure 1, one chart per image dataset: standard accuracy (solid) and each attack's accuracy
-  (dashed) against ε_train; colour is the curve (norm · experiment · method), dash the measure.
+- Figure 1, one chart per image dataset and training norm: standard accuracy (solid) and each
+  attack's accuracy (dashed) against ε_train; colour is the curve (norm · experiment · method
+  · model), dash the measure.
 - Theorem 2.1, its own chart: theory points only, with the clipped bound for their p.
 - Adversarial against standard accuracy of the trained image models (no bound: the theorem is
   about the theory's distribution).
@@ -19,7 +20,7 @@ from typing import Any
 import altair as alt
 import pandas as pd
 
-from service.analysis.common import Row, RunFacts, is_clean, recency
+from service.analysis.common import Row, RunFacts, is_clean, norm_rank, recency
 from service.analysis.compare import Curve, SideBySide, SpecDifference
 from service.analysis.figure1 import (
     dataset_rank,
@@ -65,23 +66,29 @@ def figure1_data(evaluations: pd.DataFrame, runs: Iterable[RunFacts]) -> pd.Data
                         title=frame["dataset"].map(lambda d: dataset_title(d, False)))
 
 
-def figure1_datasets(data: pd.DataFrame) -> list[str]:
-    """The datasets with Figure 1 points, in the paper's order."""
-    return sorted(data["dataset"].unique(), key=lambda d: (dataset_rank(d), d)) if len(data) else []
+def figure1_panels(data: pd.DataFrame) -> list[tuple[str, str]]:
+    """(dataset, training norm) of each Figure 1 chart, in the paper's order (l_inf first):
+    each norm has its own ε scale, as in the paper's panels."""
+    keys = set(zip(data["dataset"], data["train_norm"], strict=True)) if len(data) else set()
+    return sorted(keys, key=lambda k: (dataset_rank(k[0]), k[0], norm_rank(k[1]), k[1]))
 
 
 def figure1_chart(data: pd.DataFrame, title: str) -> alt.LayerChart:
-    """One dataset's Figure 1. Colour is the curve and dash the measure, each with its own
-    legend (line symbols, not black dots); the band is ± std over repeats."""
-    base = alt.Chart(data).encode(
+    """One dataset's and norm's Figure 1. Each line (curve · measure) has its own colour in
+    the legend, standard accuracy solid and attacks dashed (the dash repeats what the legend
+    says, so it needs no legend of its own: Streamlit's theme draws dash legends as empty or
+    black symbols); the bars are ± std over repeats."""
+    data = data.assign(line=data["curve"] + " · " + data["measure"],
+                       attacked=data["measure"] != STANDARD)
+    lines = alt.Chart(data).mark_line(point=True).encode(
         x=alt.X("train_eps:Q", title="ε_train"),
-        color=alt.Color("curve:N", title="curve (norm · experiment · model)"),
-    )
-    lines = base.mark_line(point=True).encode(
         y=alt.Y("accuracy:Q", title="test accuracy", axis=alt.Axis(format="%"),
                 scale=alt.Scale(domain=[0, 1])),
-        strokeDash=alt.StrokeDash("measure:N", title="measure",
-                                  sort=[STANDARD], legend=alt.Legend(symbolType="stroke")),
+        color=alt.Color("line:N", title="curve (norm · experiment · model) · measure",
+                        legend=alt.Legend(labelLimit=360, titleLimit=360)),
+        strokeDash=alt.StrokeDash("attacked:N", legend=None,
+                                  scale=alt.Scale(domain=[False, True],
+                                                  range=[[1, 0], [6, 4]])),
         tooltip=["experiment", "model", "train_norm", "train_method", "measure",
                  alt.Tooltip("train_eps:Q", format=".4g"),
                  alt.Tooltip("accuracy:Q", format=".2%"),
@@ -90,10 +97,9 @@ def figure1_chart(data: pd.DataFrame, title: str) -> alt.LayerChart:
     )
     spread = data.assign(low=data["accuracy"] - data["accuracy_std"].fillna(0),
                          high=data["accuracy"] + data["accuracy_std"].fillna(0))
-    band = alt.Chart(spread[spread["accuracy_std"].notna()]).mark_errorbar().encode(
-        x="train_eps:Q", y=alt.Y("low:Q", title=""), y2="high:Q",
-        color=alt.Color("curve:N", legend=None))
-    return alt.LayerChart(layer=[lines, band], title=title).properties(width=420, height=300)
+    bars = alt.Chart(spread[spread["accuracy_std"].notna()]).mark_errorbar().encode(
+        x="train_eps:Q", y=alt.Y("low:Q", title=""), y2="high:Q", color="line:N")
+    return alt.LayerChart(layer=[lines, bars], title=title).properties(width=420, height=300)
 
 
 # --------------------------------------------------------------------------- Theorem 2.1
@@ -213,7 +219,7 @@ def curves_chart(data: pd.DataFrame) -> alt.FacetChart:
     """One panel per metric (its own y scale), one line per run and tags."""
     return (
         alt.Chart(data).mark_line(point=True).encode(
-            x=alt.X("step:Q", title="epoch"),
+            x=alt.X("step:Q", title="epoch", axis=alt.Axis(tickMinStep=1, format="d")),
             y=alt.Y("value:Q", title=None, scale=alt.Scale(zero=False)),
             color=alt.Color("series:N", title="run · tags"),
             tooltip=["run_id", "name", "tag_text", "step", alt.Tooltip("value:Q", format=".4g")],

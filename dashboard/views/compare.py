@@ -1,6 +1,7 @@
 """Compare: pick runs and see them side by side, as MLflow's compare view does: what differs in
 their resolved specs, their metric curves overlaid, and their results and final metrics in
-columns. The comparison itself is ``service.analysis.compare`` (``robustlab compare`` prints
+columns. ``?run=ID&run=ID`` in the URL picks the runs (a link to a comparison). The
+comparison itself is ``service.analysis.compare`` (``robustlab compare`` prints
 the same)."""
 
 from __future__ import annotations
@@ -65,9 +66,11 @@ if runs.empty:
 else:
     labels = dict(zip(runs["id"], runs["experiment"] + " · " + runs["id"] + " · "
                       + runs["status"].astype(str), strict=True))
-    chosen = st.multiselect(f"Runs (2 to {MAX_RUNS})", list(labels),
+    linked = [run for run in st.query_params.get_all("run") if run in labels][:MAX_RUNS]
+    chosen = st.multiselect(f"Runs (2 to {MAX_RUNS})", list(labels), default=linked,
                             format_func=labels.__getitem__, max_selections=MAX_RUNS,
-                            key="compare_runs")
+                            key="compare_runs",
+                            help="A link can choose them: /compare?run=ID&run=ID")
     if len(chosen) < 2:
         st.caption("Pick at least two runs to compare them.")
     else:

@@ -30,10 +30,10 @@ def figure1(evaluations: pd.DataFrame, runs: Sequence[RunFacts]) -> None:
     st.caption("Each point is the mean over repeats that differ only by the seed (bars: ± std), "
                "from the newest spec of each cell; experiments are never mixed. "
                f"'{STANDARD_NORM}' curves are standard models recorded without a norm.")
-    for dataset in charts.figure1_datasets(data):
-        mine = data[data["dataset"] == dataset]
-        title = str(mine["title"].iloc[0])
-        components.chart(charts.figure1_chart(mine, title), mine, f"figure1_{dataset}")
+    for dataset, norm in charts.figure1_panels(data):
+        mine = data[(data["dataset"] == dataset) & (data["train_norm"] == norm)]
+        title = f"{mine['title'].iloc[0]} · {norm}"
+        components.chart(charts.figure1_chart(mine, title), mine, f"figure1_{dataset}_{norm}")
 
 
 def theory(evaluations: pd.DataFrame, runs: Sequence[RunFacts]) -> None:

@@ -37,6 +37,7 @@ PAGES = {  # url path -> (title, a selector that appears once the page has rende
     "tradeoffs": ("Trade-offs", '[data-testid="stVegaLiteChart"]'),
     "galleries": ("Galleries", '[data-testid="stImage"] img'),
     "results": ("Results", '[data-testid="stDataFrame"]'),
+    "compare": ("Compare runs", '[data-testid="stMultiSelect"]'),
 }
 
 
@@ -133,5 +134,22 @@ def test_page_loads_without_exception(dashboard: str, browser: Browser, path: st
         assert page.locator('[data-testid="stException"]').count() == 0
         if path in RENDER_CHECKS:
             RENDER_CHECKS[path](page)
+    finally:
+        page.close()
+
+
+def test_compare_page_draws_a_linked_comparison(dashboard: str, browser: Browser,
+                                                seeded: Seeded) -> None:
+    """``/compare?run=A&run=B`` opens with both runs picked: spec diff, curves, results."""
+    standard, robust = (seeded.fig1[("mnist", "linf", eps)] for eps in (0.0, 0.3))
+    page = _open(browser, f"{dashboard}/compare?run={standard}&run={robust}", "Compare runs",
+                 '[data-testid="stVegaLiteChart"]')
+    try:
+        for heading in ("Spec differences", "Metric curves", "Results"):
+            page.get_by_role("heading", name=heading).wait_for()
+        assert page.locator('[data-testid="stDataFrame"]').count() == 3
+        assert page.locator('[data-testid="stException"]').count() == 0
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SCREENSHOTS / "compare_two_runs.png"), full_page=True)
     finally:
         page.close()

@@ -38,7 +38,8 @@ def test_bound_is_the_clipped_theorem_2_1_line() -> None:
 def test_figure1_has_image_datasets_only(evaluations: pd.DataFrame,
                                          runs: list[RunRecord]) -> None:
     data = charts.figure1_data(evaluations, runs)
-    assert charts.figure1_datasets(data) == ["mnist"], "no theory, no binary MNIST"
+    assert charts.figure1_panels(data) == [("mnist", "linf"), ("mnist", "l2")], \
+        "per dataset and norm; no theory, no binary MNIST"
     standard = data[data["measure"] == charts.STANDARD]
     expected = {("linf", e) for e in FIG1_EPS[("mnist", "linf")]} | {
         ("l2", e) for e in FIG1_EPS[("mnist", "l2")]}
@@ -96,8 +97,8 @@ def test_charts_build_valid_vega_lite_with_real_legends(
     figure1 = charts.figure1_data(evaluations, runs)
     spec = charts.figure1_chart(figure1, "MNIST").to_dict(validate=True)
     line = spec["layer"][0]["encoding"]
-    assert line["color"]["field"] == "curve" and line["strokeDash"]["field"] == "measure"
-    assert line["strokeDash"]["legend"]["symbolType"] == "stroke", "a dash, not a black dot"
+    assert line["color"]["field"] == "line", "one coloured legend entry per curve and measure"
+    assert line["strokeDash"]["legend"] is None, "no second legend of blank/black symbols"
     pairs = charts.theory_data(evaluations, runs)
     metrics = queries.metrics_frame(seeded.url)
     for chart in (charts.theory_chart(pairs, charts.bound_data(pairs["p"])),
