@@ -12,9 +12,10 @@ import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-import torch
+if TYPE_CHECKING:  # annotations only: the plumbing imports these records without torch
+    import torch
 
 
 def _key(*parts: Any) -> str:
@@ -49,6 +50,10 @@ class EvaluationRecord:
     details: dict[str, Any] = field(default_factory=dict)
     variant: str = ""
     """Distinguishes otherwise identical rows (e.g. 'transfer:svm->logistic', 'topk=50')."""
+    train_method: str | None = None
+    """The training adversary's method (``adversary.method``: pgd, trades, fgsm_rs) of a trained
+    model; None where the model is not trained by ``workers.science.training`` (theory, E3).
+    Not part of ``key``: one run trains with one method, and keys must stay stable."""
 
     @property
     def key(self) -> str:
