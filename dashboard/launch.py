@@ -88,13 +88,13 @@ def check_exposure(host: str, port: int, settings: Settings) -> AuthConfig | Non
 def check_sql_box(settings: Settings) -> None:
     """``LaunchRefused`` if the SQL box's login cannot become the reader role.
 
-    Skipped while the database is unreachable or not migrated: the pages explain those.
+    Skipped while the database is unreachable or not migrated (asked with the owner's URL, as
+    a reader login cannot know): the pages explain those.
     """
-    url = settings.dashboard_database_url or settings.database_url
-    if not queries.database_status(url).ready:
+    if not queries.database_status(settings.database_url).ready:
         return
     try:
-        queries.check_reader(url)
+        queries.check_reader(settings.dashboard_database_url or settings.database_url)
     except queries.ReaderUnavailable as exc:
         raise LaunchRefused(str(exc)) from exc
     except queries.QueryFailed:

@@ -5,7 +5,8 @@ PostgreSQL only (a no-op on SQLite, whose SQL box opens the file read-only inste
 - ``robustlab_reader``: NOLOGIN, no attributes, a member of no role. Roles are cluster-wide
   and several robustlab databases may share one cluster (the tests make one per session), so
   it is created if missing, and a pre-existing one is checked (or, as a superuser, reset).
-- SELECT on exactly the tables below and USAGE on their schema, in this database. A later
+- SELECT on exactly the tables below (and the schema version) and USAGE on their schema,
+  in this database. A later
   migration that adds a table the SQL box should see grants it too; nothing is granted by
   default, so a new table stays out of the box until someone decides otherwise.
 - ``robustlab_select(query, max_rows, max_bytes)``: a SECURITY DEFINER function owned by the
@@ -39,8 +40,9 @@ READER = "robustlab_reader"
 FUNCTION = "robustlab_select"
 SIGNATURE = f"{FUNCTION}(text, bigint, bigint)"
 TABLES = ("specs", "runs", "evaluations", "metrics", "artifacts", "checkpoints", "schedules",
-          "schedule_coverage")
-"""robustlab's tables at this revision: what the SQL box may read (not alembic_version)."""
+          "schedule_coverage", "alembic_version")
+"""robustlab's tables at this revision: what the SQL box may read. ``alembic_version`` too: a
+dashboard login that is a member of the reader checks the schema's revision before it reads."""
 
 ENSURE_ROLE = f"""
 DO $do$

@@ -20,14 +20,15 @@ import psycopg
 import pytest
 from sqlalchemy.engine import make_url
 
-from service.settings import get_settings
+from dashboard.launch import LaunchRefused, check_sql_box
+from service.settings import Settings, get_settings
 from service.store import migrate, sql_box
 from service.store.queries import QueryFailed, QueryRefused, ReaderUnavailable, run_select
 from tests.conftest import POSTGRES_SERVER, execute_autocommit
 
 REPO = Path(__file__).resolve().parents[2]
 TABLES = {"specs", "runs", "evaluations", "metrics", "artifacts", "checkpoints", "schedules",
-          "schedule_coverage"}
+          "schedule_coverage", "alembic_version"}
 DENIED = "permission denied|must be (a )?superuser"
 
 
@@ -53,7 +54,8 @@ PG_PROBES = {
     "physical replication slot": "SELECT pg_create_physical_replication_slot('robustlab_probe')",
     "logical replication slot":
         "SELECT pg_create_logical_replication_slot('robustlab_probe', 'test_decoding')",
-    "alembic_version (not a table the box may read)": "SELECT * FROM alembic_version",
+    "pg_stat_file": "SELECT pg_stat_file('/etc/passwd')",
+    "pg_read_binary_file": "SELECT pg_read_binary_file('/etc/passwd')",
 }
 
 
@@ -195,9 +197,14 @@ def test_a_login_that_cannot_set_role_gets_one_clear_error(reader_db: str,
     assert "\n" not in str(error.value)
     with pytest.raises(ReaderUnavailable):
         run_select(login_role, "SELECT 1 AS one")
+    as_dashboard = Settings.model_validate({"database_url": reader_db,
+                                            "dashboard_database_url": login_role})
+    with pytest.raises(LaunchRefused, match=f"GRANT robustlab_reader TO {user}"):
+        check_sql_box(as_dashboard)  # what `robustlab dashboard` checks before serving
     execute_autocommit(reader_db, f'GRANT robustlab_reader TO "{user}"')
     try:
         sql_box.check_reader(login_role)
+        check_sql_box(as_dashboard)
         assert run_select(login_role, "SELECT count(*) AS n FROM runs").frame["n"].item() == 0
     finally:
         execute_autocommit(reader_db, f'REVOKE robustlab_reader FROM "{user}"')
