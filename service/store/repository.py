@@ -538,8 +538,7 @@ def _evaluation_values(run_id: str, record: EvaluationRecord) -> dict[str, Any]:
         "run_id": run_id, "key": record.key, "model": record.model,
         "dataset": record.dataset, "split": record.split, "train_norm": record.train_norm,
         "train_eps": record.train_eps,
-        # getattr: the record gains train_method with the training methods (migration 0003)
-        "train_method": getattr(record, "train_method", None),
+        "train_method": record.train_method,
         "eval_norm": record.eval_norm, "eval_eps": record.eval_eps, "attack": record.attack,
         "steps": record.steps, "step_size": record.step_size, "restarts": record.restarts,
         "accuracy": record.accuracy, "n": record.n, "variant": record.variant,
