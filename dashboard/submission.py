@@ -7,13 +7,15 @@ uploader) and so the page stays a thin layout of widgets.
 from __future__ import annotations
 
 import hashlib
-import html
 import importlib
 import os
+import signal
 import subprocess
 import sys
+import threading
+import time
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -60,10 +62,26 @@ def problems_by_line(problems: tuple[Problem, ...], n_lines: int) -> dict[int, l
     return dict(by_line)
 
 
+_INERT = frozenset('&<>"\'[]()!`*_~$:|\\#{}=^')
+"""Characters written as numeric references in user text: HTML's specials, and everything
+Markdown, Streamlit's directives (``:red[...]``, ``:material/...:``) or its LaTeX (``$``) could
+read as syntax. The browser shows them as the characters; no parser sees syntax in them."""
+
+
+def inert_html(text: str) -> str:
+    """``text`` as HTML text that neither HTML nor Markdown can read anything into.
+
+    ``html.escape`` alone stops tags but leaves ``![x](http://...)`` to a Markdown renderer
+    (an image the browser would fetch): a spec's keys and values reach this page.
+    """
+    return "".join(f"&#{ord(char)};" if char in _INERT else char for char in text)
+
+
 def annotated_yaml_html(text: str, problems: tuple[Problem, ...]) -> str:
     """The YAML with line numbers, each line with a problem highlighted and its messages below.
 
-    One line of HTML (no newlines), so Markdown rendering cannot break the block at a blank line.
+    One line of HTML (no newlines), so Markdown rendering cannot break the block at a blank line;
+    every piece of user text goes through ``inert_html``.
     """
     lines = text.splitlines() or [""]
     by_line = problems_by_line(problems, len(lines))
@@ -75,11 +93,11 @@ def annotated_yaml_html(text: str, problems: tuple[Problem, ...]) -> str:
         css_class = "problem-line" if messages else "spec-line"
         parts.append(
             f'<div class="{css_class}" data-line="{number}" style="{style}">'
-            f'<span style="color:#888">{number:>4} </span>{html.escape(line) or " "}</div>'
+            f'<span style="color:#888">{number:>4} </span>{inert_html(line) or " "}</div>'
         )
         parts.extend(
             f'<div class="problem-message" data-line="{number}" style="color:#b00020">'
-            f"{' ' * 5}^ {html.escape(message)}</div>"
+            f"{' ' * 5}^ {inert_html(message)}</div>"
             for message in messages
         )
     parts.append("</div>")
@@ -115,7 +133,8 @@ def start_local_run(spec_path: Path, submitted_by: str | None = None) -> LocalRu
     """Start ``robustlab run SPEC`` detached (own session, output to a log beside the spec).
 
     The page must not block for the length of a training run, and the run must survive the
-    browser tab (and a restart of the dashboard) that started it.
+    browser tab (and a restart of the dashboard) that started it. It is reaped as soon as it
+    ends (``local_runs`` says how); after a restart of the dashboard, init reaps it.
     """
     command = (sys.executable, "-m", "service.cli", "run", str(spec_path))
     log_path = spec_path.with_suffix(".log")
@@ -125,7 +144,62 @@ def start_local_run(spec_path: Path, submitted_by: str | None = None) -> LocalRu
             start_new_session=True,
             env=os.environ | ({SUBMITTED_BY_ENV: submitted_by} if submitted_by else {}),
         )
-    return LocalRun(command=command, log_path=log_path, pid=process.pid)
+    launched = LocalRun(command=command, log_path=log_path, pid=process.pid)
+    state = LocalRunState(launched)
+    with _LOCAL_RUNS_LOCK:
+        _LOCAL_RUNS.append(state)
+    # A waiting thread per child: the dashboard is the parent, and an exited child nobody waits
+    # for stays a zombie until the dashboard exits. Daemon: it never holds the server up.
+    threading.Thread(target=_reap, args=(process, state), name=f"reap-{process.pid}",
+                     daemon=True).start()
+    return launched
+
+
+@dataclass
+class LocalRunState:
+    """A local run this dashboard process started, and how it ended once it has."""
+
+    run: LocalRun
+    started_at: float = field(default_factory=time.time)
+    returncode: int | None = None
+    """``None`` while running; the exit code, or ``-N`` when signal N killed it."""
+
+    @property
+    def outcome(self) -> str:
+        return describe_exit(self.returncode)
+
+
+_LOCAL_RUNS: list[LocalRunState] = []
+_LOCAL_RUNS_LOCK = threading.Lock()
+
+
+def describe_exit(returncode: int | None) -> str:
+    """How a ``robustlab run`` ended, in words (its exit codes are the CLI's)."""
+    if returncode is None:
+        return "running"
+    if returncode < 0:
+        try:
+            return f"killed by {signal.Signals(-returncode).name}"
+        except ValueError:
+            return f"killed by signal {-returncode}"
+    meaning = {0: "succeeded", 1: "a run failed", 2: "bad input"}.get(returncode)
+    if meaning is None and returncode > 128:
+        try:
+            meaning = f"stopped by {signal.Signals(returncode - 128).name}"
+        except ValueError:
+            meaning = None
+    return f"exited {returncode}" + (f" ({meaning})" if meaning else "")
+
+
+def _reap(process: subprocess.Popen[bytes], state: LocalRunState) -> None:
+    """Wait for the child (so it never lingers as a zombie) and record how it ended."""
+    state.returncode = process.wait()
+
+
+def local_runs() -> list[LocalRunState]:
+    """The local runs this process started, newest first, each running or with its outcome."""
+    with _LOCAL_RUNS_LOCK:
+        return sorted(_LOCAL_RUNS, key=lambda state: state.started_at, reverse=True)
 
 
 class QueueUnavailable(RuntimeError):

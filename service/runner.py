@@ -14,11 +14,14 @@ from __future__ import annotations
 import logging
 import os
 import random
+import signal
 import socket
 import subprocess
 import sys
+import threading
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import replace
 from functools import lru_cache
 from importlib import metadata
@@ -154,10 +157,10 @@ def execute_run(run_id: str, store: Store, *, device: str | None = None,
         package_versions=package_versions(), task_id=task_id,
     )
     reporter = StoreReporter(store, run.id, on_progress=on_progress)
-    ctx = _context(store, run, torch_device, reporter, settings)
-    seed_everything(spec.seed)
     log.info("run %s (%s, cell %d) starting on %s", run.id, run.experiment, run.cell, torch_device)
-    try:
+    try:  # from here on every way out ends the run: an unwritable runs_dir fails it, too
+        ctx = _context(store, run, torch_device, reporter, settings)
+        seed_everything(spec.seed)
         get_experiment(spec.kind)(spec, ctx)
     except Cancelled:
         reporter.flush()  # what was computed before the cancel is kept
@@ -168,13 +171,88 @@ def execute_run(run_id: str, store: Store, *, device: str | None = None,
         reporter.flush()  # as before batching: the records written before the failure stay
         return store.finish_run(run.id, RunStatus.FAILED,
                                 error=f"{reason}\n\n{traceback.format_exc()}")
-    except BaseException:  # Ctrl-C, a signal, a worker's shutdown: keep what was computed
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM under ``stop_on_signals``
+        with _signals_deferred():
+            _flush_quietly(reporter)
+            how = exc.signal_name if isinstance(exc, StopSignal) else "SIGINT"
+            if isinstance(exc, StopSignal):
+                exc.run_id = run.id
+            store.finish_run(run.id, RunStatus.INTERRUPTED,
+                             error=f"interrupted by {how}: `robustlab resume {run.id}` "
+                             "continues it from its last checkpoint")
+        raise
+    except BaseException:  # a worker's shutdown, SystemExit: keep what was computed
         _flush_quietly(reporter)
         raise
     reporter.flush(progress=(1.0, "done"))
     if on_progress:
         on_progress(run.id, 1.0, "done")
     return store.finish_run(run.id, RunStatus.SUCCEEDED)
+
+
+class StopSignal(KeyboardInterrupt):
+    """SIGTERM or SIGINT arrived while ``stop_on_signals`` was active.
+
+    A ``KeyboardInterrupt`` so that science code's ``except Exception`` never swallows it, and
+    so that SIGTERM takes the very path Ctrl-C takes: the run is marked interrupted, resumable.
+    """
+
+    def __init__(self, signum: int) -> None:
+        self.signum = signum
+        self.signal_name = signal.Signals(signum).name
+        self.run_id: str | None = None
+        """The run it interrupted (set by ``execute_run``), if one was executing."""
+        super().__init__(self.signal_name)
+
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+@contextmanager
+def stop_on_signals(on_stop: Callable[[StopSignal], None] | None = None) -> Iterator[None]:
+    """Turn SIGTERM and SIGINT into ``StopSignal`` while in the block; exit ``128 + signum``.
+
+    For ``robustlab run`` and ``resume``: without it SIGTERM (``kill``, a container stop, a
+    batch system's time limit) kills the process outright and leaves its run 'running'
+    forever. ``execute_run`` marks the run interrupted; the block ends with ``SystemExit``
+    after ``on_stop`` (the CLI says how to resume). Only the main thread can handle signals;
+    elsewhere (a Celery worker's pool, a test thread) the block changes nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
+
+    def handler(signum: int, _frame: Any) -> None:
+        raise StopSignal(signum)
+
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, handler)
+    try:
+        yield
+    except KeyboardInterrupt as exc:
+        stop = exc if isinstance(exc, StopSignal) else StopSignal(signal.SIGINT)
+        if on_stop is not None:
+            on_stop(stop)
+        raise SystemExit(128 + stop.signum) from None
+    finally:
+        for signum, old in previous.items():
+            signal.signal(signum, old)
+
+
+@contextmanager
+def _signals_deferred() -> Iterator[None]:
+    """Ignore further stop signals while an interrupted run is being marked (a second Ctrl-C
+    must not leave it 'running'); outside the main thread nothing can be deferred."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {signum: signal.signal(signum, signal.SIG_IGN) for signum in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for signum, old in previous.items():
+            signal.signal(signum, old)
 
 
 def _flush_quietly(reporter: StoreReporter) -> None:
@@ -204,7 +282,8 @@ def run_spec(loaded: LoadedSpec, store: Store, *, device: str | None = None, for
 
 
 __all__ = [
-    "PENDING_STATUSES", "STALE_AFTER_S", "ProgressFn", "Recorded", "StoreReporter", "execute_run",
+    "PENDING_STATUSES", "STALE_AFTER_S", "ProgressFn", "Recorded", "StopSignal", "StoreReporter",
+    "execute_run", "stop_on_signals",
     "first_line", "new_run_id", "plan_runs", "record", "resumable", "run_spec",
     "seconds_since_heartbeat", "triage",
 ]

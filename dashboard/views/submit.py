@@ -1,5 +1,11 @@
 """Submit: upload a spec or pick one from specs/, see every problem at its YAML line, then run
-it locally (a detached ``robustlab run``) or queue it when a broker is configured."""
+it locally (a detached ``robustlab run``) or queue it when a broker is configured.
+
+Nothing a user wrote (file name, spec name, keys, values, problem messages) is rendered as
+Markdown or HTML: banners carry fixed words only, user text goes through ``st.text``/``st.code``
+or ``inert_html``. The spec loader's limits (size, depth, aliases, sweep cells) apply as for
+the CLI; uploads are capped by ``server.maxUploadSize`` (``dashboard.launch``).
+"""
 
 from __future__ import annotations
 
@@ -14,6 +20,7 @@ from dashboard.submission import (
     QueueUnavailable,
     Validation,
     annotated_yaml_html,
+    local_runs,
     no_worker_warning,
     save_spec,
     spec_files,
@@ -50,13 +57,13 @@ def source_text() -> tuple[str, str] | None:
 def show_validation(text: str, source: str, validation: Validation) -> None:
     if validation.loaded is not None:
         spec = validation.loaded.spec
-        st.success(f"{source}: valid {spec.kind} spec {spec.name!r}, "
+        st.success(f"Valid {spec.kind} spec, "  # kind: one of SPEC_KINDS, never user text
                    f"{validation.runs} run{'s' if validation.runs != 1 else ''}")
+        st.text(f"{source}: {spec.name}")
     else:
-        st.error(f"{source}: {len(validation.problems)} problem"
+        st.error(f"{len(validation.problems)} problem"
                  f"{'s' if len(validation.problems) != 1 else ''}")
-        for problem in validation.problems:
-            st.markdown(f"- `{problem}`")
+        st.code("\n".join(str(problem) for problem in validation.problems), language=None)
     st.markdown(annotated_yaml_html(text, validation.problems), unsafe_allow_html=True)
 
 
@@ -65,7 +72,19 @@ def run_locally(text: str, loaded: LoadedSpec) -> None:
     launched = start_local_run(path, submitted_by=current_user().submitter)
     st.success(f"Started (pid {launched.pid}); follow it on the Runs page.")
     st.code(shlex.join(launched.command), language="bash")
-    st.caption(f"Log: {launched.log_path.resolve()}")
+    # The path is runs_dir (the deployment's) / submitted / <name>-<hash>.log, and a spec name
+    # is letters, digits and _.- only: nothing in it is Markdown syntax but "_", shown as code.
+    st.caption(f"Log: `{launched.log_path.resolve()}`")
+
+
+def show_local_runs() -> None:
+    """The runs this dashboard started locally: running, or how they ended (exit code, signal)."""
+    started = local_runs()
+    if started:
+        st.subheader("Started here")
+        st.dataframe([{"pid": state.run.pid, "spec": Path(state.run.command[-1]).name,
+                       "outcome": state.outcome, "log": str(state.run.log_path)}
+                      for state in started], hide_index=True)
 
 
 def queue(loaded: LoadedSpec) -> None:
@@ -103,3 +122,4 @@ if chosen is not None:
         if right.button("Queue", key="submit_queue"):
             queue(validation.loaded)
         st.caption(f"Results go to {queries.safe_url(url)}.")
+show_local_runs()

@@ -94,8 +94,12 @@ def worker(queues: str | None, device: str | None, loglevel: str) -> None:
 
     A run whose worker dies is delivered again and resumes from its last checkpoint.
     """
-    from service.queue import start_worker  # Celery
+    from service.queue import BrokerUnavailable, check_broker_url, start_worker  # Celery
 
+    try:
+        check_broker_url(get_settings().broker_url)
+    except BrokerUnavailable as exc:
+        raise UserError(str(exc)) from None
     open_store().close()  # refuse to start against a database that is not migrated
     names = [name.strip() for name in (queues or get_settings().default_queue).split(",")]
     raise SystemExit(start_worker([name for name in names if name], device,

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import click
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
@@ -75,7 +76,7 @@ def run(spec: str, overrides: Sequence[str], device: str | None, force: bool) ->
         if runs:
             err.print(f"{loaded.spec.name}: {len(runs)} run(s): {' '.join(r.id for r in runs)}")
 
-    with _progress() as progress:
+    with runner.stop_on_signals(_stopped), _progress() as progress:
         outcome = runner.run_spec(loaded, store, device=device, force=force,
                                   on_progress=_Bars(progress), on_recorded=announce)
     for item in outcome.done:
@@ -85,6 +86,14 @@ def run(spec: str, overrides: Sequence[str], device: str | None, force: bool) ->
         err.print(f"{label(item, item.status)}: an identical run is already {item.status}; if "
                   f"it was interrupted, `robustlab resume {item.id}` continues it", markup=False)
     _finish(store, outcome.runs, shown=[*outcome.runs, *outcome.done], title=loaded.spec.name)
+
+
+def _stopped(stop: Any) -> None:
+    """SIGTERM/SIGINT ended ``run`` or ``resume`` (exit 128 + signal): say how to go on."""
+    which = f"run {stop.run_id}" if stop.run_id else "no run was executing;"
+    err.print(f"stopped by {stop.signal_name}: {which} marked interrupted; `robustlab resume "
+              f"{stop.run_id or 'RUN'}` continues it (queued cells of the spec: `robustlab "
+              "resume` them, or run the spec again)", markup=False)
 
 
 @click.command()
@@ -113,7 +122,7 @@ def resume(runs: Sequence[str], device: str | None, force: bool) -> None:
             chosen.append(item)
         else:
             err.print(f"{item.id}: not resumed: {reason}", markup=False)
-    with _progress() as progress:
+    with runner.stop_on_signals(_stopped), _progress() as progress:
         executed = [runner.execute_run(item.id, store, device=device, on_progress=_Bars(progress))
                     for item in chosen]
     _finish(store, executed, shown=executed, title="resumed")

@@ -12,7 +12,15 @@ from collections.abc import Sequence
 import click
 from rich.table import Table
 
-from service.cli.common import LOG_LEVELS, friendly_errors, open_store, out, overrides_option
+from service.cli.common import (
+    LOG_LEVELS,
+    UserError,
+    friendly_errors,
+    open_store,
+    out,
+    overrides_option,
+)
+from service.settings import get_settings
 from service.store.scheduling import ScheduleInfo, Schedules
 
 
@@ -114,8 +122,12 @@ def beat(interval: float, loglevel: str) -> None:
 
     Run one beat per deployment (two are safe: each checkpoint is still enqueued once).
     """
-    from service.queue import start_beat  # Celery
+    from service.queue import BrokerUnavailable, check_broker_url, start_beat  # Celery
 
+    try:
+        check_broker_url(get_settings().broker_url)
+    except BrokerUnavailable as exc:
+        raise UserError(str(exc)) from None
     open_store().close()  # refuse to start against a database that is not migrated
     raise SystemExit(start_beat(interval, loglevel=loglevel.upper()))
 

@@ -33,6 +33,14 @@ _SQLITE_TRANSIENT = ("database is locked", "database table is locked", "unable t
                      "disk i/o error")
 """SQLite reports every failure as OperationalError; only these are worth waiting out."""
 
+_POSTGRES_PERMANENT = ("does not exist", "password authentication failed",
+                       "no pg_hba.conf entry", "authentication failed", "permission denied",
+                       "invalid connection option", "invalid dsn", "sslmode value")
+"""Connection failures that no wait cures: a missing database or role, refused credentials, a
+malformed URL. psycopg reports them as OperationalError with no SQLSTATE (the server's FATAL
+message is all there is), like a refused connection or a restarting server, which are
+transient: the message tells them apart."""
+
 
 class StoreError(Exception):
     """Something the store could not do; the message says what, for a user to read."""
@@ -90,7 +98,7 @@ def is_transient(exc: SQLAlchemyError, engine: Engine) -> bool:
     """Whether waiting could help: connection lost or refused, or SQLite busy beyond its timeout.
 
     On SQLite, "no such table" is an OperationalError too, and retrying it only delays the
-    real message.
+    real message; on PostgreSQL, so is a database that does not exist (``_POSTGRES_PERMANENT``).
     """
     if isinstance(exc, InterfaceError):
         return True
@@ -98,7 +106,7 @@ def is_transient(exc: SQLAlchemyError, engine: Engine) -> bool:
         return False
     if engine.dialect.name == "sqlite":
         return any(marker in str(exc.orig).lower() for marker in _SQLITE_TRANSIENT)
-    return True
+    return not any(marker in str(exc.orig).lower() for marker in _POSTGRES_PERMANENT)
 
 
 def describe(exc: SQLAlchemyError) -> str:
@@ -131,7 +139,7 @@ class RetryPolicy:
                 return action()
             except SQLAlchemyError as exc:
                 if not is_transient(exc, engine):
-                    raise StoreError(describe(exc)) from exc
+                    raise StoreError(_with_hint(describe(exc))) from exc
                 if attempt == self.attempts:
                     raise DatabaseUnavailable(
                         f"database unavailable after {attempt} attempt(s): {describe(exc)}"
@@ -141,6 +149,13 @@ class RetryPolicy:
                             attempt, self.attempts, delay, describe(exc))
                 time.sleep(delay)
         raise AssertionError("unreachable: the last attempt returns or raises")
+
+
+def _with_hint(message: str) -> str:
+    """A missing PostgreSQL database gets the command that creates it."""
+    if "database" in message and "does not exist" in message:
+        return f"{message} (`robustlab db upgrade` creates it)"
+    return message
 
 
 NO_RETRY = RetryPolicy(attempts=1)
