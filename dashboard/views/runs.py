@@ -12,6 +12,7 @@ import yaml
 
 from dashboard import charts, components
 from dashboard.auth import Role, may
+from service.recording import STALE_AFTER_S
 from service.store import queries
 from service.store.repository import Store
 
@@ -20,10 +21,27 @@ PROVENANCE_FIELDS = ("submitted_by", "spec_hash", "seed", "git_sha", "data_hash"
                      "heartbeat_at")
 
 
+def with_liveness(frame: pd.DataFrame) -> pd.DataFrame:
+    """A 'running' run without a heartbeat for ``STALE_AFTER_S`` is shown as stale (its process
+    died: SIGKILL, out of memory, a lost machine), its duration ending at its last heartbeat;
+    the ``stale`` column marks it. The same rule as ``robustlab runs`` (``service.recording``)."""
+    if frame.empty or "heartbeat_at" not in frame:
+        return frame.assign(stale=False)
+    beat = pd.to_datetime(frame["heartbeat_at"], utc=True).fillna(
+        pd.to_datetime(frame["started_at"], utc=True))
+    age = (pd.Timestamp.now(tz="UTC") - beat).dt.total_seconds()
+    stale = (frame["status"] == "running") & (age >= STALE_AFTER_S)
+    shown_status = frame["status"].where(
+        ~stale, age.map(lambda seconds: f"stale (no heartbeat for {seconds:.0f} s)"))
+    until_beat = (beat - pd.to_datetime(frame["started_at"], utc=True)).dt.total_seconds()
+    return frame.assign(status=shown_status, stale=stale,
+                        duration_s=frame["duration_s"].where(~stale, until_beat))
+
+
 def runs_table(frame: pd.DataFrame) -> pd.DataFrame:
     """One page of the runs as a table; returns that page (the runs one can pick below it)."""
     page = components.paginate(frame, key="runs_page")
-    shown = page.assign(
+    shown = with_liveness(page).assign(
         params=page["params"].map(lambda p: " ".join(f"{k}={v}" for k, v in (p or {}).items())),
         error=page["error"].map(lambda e: e.strip().splitlines()[-1] if isinstance(e, str) else ""),
     )
@@ -83,6 +101,10 @@ def run_detail(url: str, run_id: str) -> None:
         return
     st.subheader(f"{run['experiment']} · {run['id']} · {run['status']}")
     st.progress(float(run["progress"] or 0), text=run["stage"] or run["status"])
+    if bool(with_liveness(pd.DataFrame([run]).assign(duration_s=None))["stale"].iloc[0]):
+        st.warning("Stale: this run is marked running but wrote no heartbeat for "
+                   f"{STALE_AFTER_S:.0f} s or more, so its process is gone. "
+                   f"`robustlab resume {run['id']}` continues it from its last checkpoint.")
     cancel_button(url, run)
     if run["error"]:
         st.error(run["error"].strip().splitlines()[-1])

@@ -48,7 +48,7 @@ __all__ = [
 RUN_COLUMNS = (
     "id", "experiment", "kind", "cell", "params", "status", "progress", "stage", "error",
     "created_at", "started_at", "finished_at", "cancel_requested", "queue", "device",
-    "submitted_by",
+    "submitted_by", "heartbeat_at",
 )
 EVALUATION_COLUMNS = (
     "run_id", "experiment", "kind", "model", "dataset", "split", "train_norm", "train_eps",
