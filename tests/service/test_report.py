@@ -178,13 +178,13 @@ def seed_table4(seeder: Seeder, numbers: Table4Numbers) -> str:
     run_id = seeder.run("e3_table4", "linear_features",
                         {"eps": 0.2, "epochs": 100, "dataset": {"name": "binary_mnist"}})
     for train_eps, (std_train, std_test, adv_train, adv_test, weight, low) in numbers.items():
-        common = dict(model="linear", dataset="binary_mnist", n=2000, train_eps=train_eps,
+        common = dict(model="linear", dataset="binary_mnist", train_eps=train_eps,
                       train_norm="linf" if train_eps else None)
-        for split, clean, attacked in (("train", std_train, adv_train),
-                                       ("test", std_test, adv_test)):
-            seeder.evaluate(run_id, split=split, accuracy=clean, **common)
+        for split, clean, attacked, n in (("train", std_train, adv_train, 11_686),
+                                          ("test", std_test, adv_test, 2000)):
+            seeder.evaluate(run_id, split=split, accuracy=clean, n=n, **common)
             seeder.evaluate(run_id, split=split, accuracy=attacked, eval_norm="linf",
-                            eval_eps=0.2, attack="exact_linear", **common)
+                            eval_eps=0.2, attack="exact_linear", n=n, **common)
         seeder.metric(run_id, "weight_l1", weight, train_eps=train_eps)
         seeder.metric(run_id, "low_correlation_weight_fraction", low, train_eps=train_eps,
                       threshold=0.1)
