@@ -73,8 +73,8 @@ def test_secrets_may_come_from_files(tmp_path: Path) -> None:
 @pytest.fixture(scope="module")
 def provider() -> Iterator[str]:
     """The OIDC provider's base URL (http on localhost: Authlib needs to be told that is fine)."""
-    os.environ["AUTHLIB_INSECURE_TRANSPORT"] = "1"
-    with run_server_in_thread(port=0) as server:
+    with pytest.MonkeyPatch.context() as patch, run_server_in_thread(port=0) as server:
+        patch.setenv("AUTHLIB_INSECURE_TRANSPORT", "1")
         yield f"http://localhost:{server.server_port}"
 
 
