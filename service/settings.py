@@ -154,6 +154,10 @@ class Settings(BaseSettings):
     max_queries: int = Field(
         1_000_000, ge=1, description="Largest query budget of a black-box attack (Square)."
     )
+    max_theory_values: int = Field(
+        1_000_000_000, ge=1, description="Largest theory sample: (n_train + n_test) x (d + 1) "
+        "float32 values (10**9: 4 GB)."
+    )
     max_image_size: int = Field(
         4_096, ge=1, description="Largest image side an image folder may be resized to."
     )

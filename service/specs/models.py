@@ -547,6 +547,17 @@ class TheorySpec(SpecBase):
         0.05, description="Adam step size for svm/logistic, cosine-decayed to 0 over the epochs."
     )
 
+    @model_validator(mode="after")
+    def _sample_fits(self) -> TheorySpec:
+        """Each bound alone still allows n = 10**7 samples of d = 10**6 features (10**13
+        floats); the sample (float32, both splits) must fit ``ROBUSTLAB_MAX_THEORY_VALUES``."""
+        values = (self.n_train + self.n_test) * (self.distribution.d + 1)
+        limit = get_settings().max_theory_values
+        if values > limit:
+            raise ValueError(f"(n_train + n_test) x (distribution.d + 1) = {values} sample values, "
+                             f"more than {limit} (ROBUSTLAB_MAX_THEORY_VALUES)")
+        return self
+
 
 def _check_targets(evaluation: EvaluationConfig, dataset: DatasetConfig | None) -> None:
     """Targeted attacks need more classes than targets: checked where the dataset is known."""
