@@ -44,8 +44,9 @@ SUMMARY_KEYS = ("experiment", "dataset", "split", "model", "eval_norm", "attack"
 
 def fetch_rows(store: Store, *, experiment: str | None = None,
                run_ids: Sequence[str] | None = None) -> list[dict[str, Any]]:
-    return [{key: row.get(key) for key in COLUMNS}
-            for row in store.results(experiment=experiment, run_ids=run_ids)]
+    """The result rows with exactly the ``COLUMNS`` keys (read column-wise: a 10,000-row
+    listing decodes no JSON)."""
+    return store.results(experiment=experiment, run_ids=run_ids, columns=COLUMNS)
 
 
 def results_frame(store: Store | None = None, *, experiment: str | None = None) -> pd.DataFrame:

@@ -436,15 +436,24 @@ class Store:
             query = query.where(Checkpoint.run_id == run_id)
         return self._all(CheckpointInfo, query)
 
-    def results(self, *, experiment: str | None = None,
-                run_ids: Sequence[str] | None = None) -> list[dict[str, Any]]:
+    def results(self, *, experiment: str | None = None, run_ids: Sequence[str] | None = None,
+                columns: Sequence[str] | None = None) -> list[dict[str, Any]]:
         """Flat rows, one per evaluation, with the run's experiment, kind and cell.
 
         Ordered by experiment, cell, model, train_eps, eval_eps, attack (then the remaining
-        attack settings, so the order is the same on every backend).
+        attack settings, so the order is the same on every backend). ``columns`` asks for just
+        those keys (any evaluation column, ``experiment``, ``kind``, ``cell``): a listing of
+        10,000 rows then reads no JSON ``checks``/``details`` (a third of its time).
         """
+        wanted = list(columns) if columns is not None else None
+        if wanted is not None:
+            unknown = [name for name in wanted if name not in _RESULT_SOURCES]
+            if unknown:
+                raise ValueError(f"results have no column(s) {unknown}")
+        selected = ([_RESULT_SOURCES[name] for name in wanted] if wanted is not None
+                    else [*_RESULT_COLUMNS, Run.experiment, Run.kind, Run.cell])
         query = (
-            select(*_RESULT_COLUMNS, Run.experiment, Run.kind, Run.cell)
+            select(*selected)
             .join(Run, Run.id == Evaluation.run_id)
             .order_by(Run.experiment, Run.cell, Evaluation.model, Evaluation.train_eps,
                       Evaluation.eval_eps, Evaluation.attack, Run.created_at, Run.id,
@@ -457,7 +466,13 @@ class Store:
             query = query.where(Run.id.in_(list(run_ids)))
 
         def work(session: Session) -> list[dict[str, Any]]:
-            return [_result_row(row) for row in session.execute(query).mappings()]
+            if wanted is None:
+                return [_result_row(row) for row in session.execute(query).mappings()]
+            rows = [dict(zip(wanted, row, strict=True)) for row in session.execute(query)]
+            if "created_at" in wanted:
+                for row in rows:
+                    row["created_at"] = _utc(row["created_at"])
+            return rows
 
         return self._run(work)
 
@@ -629,6 +644,10 @@ _RESULT_COLUMNS = tuple(column for column in Evaluation.__table__.columns
                         if column.name not in {"id", "per_example"})
 """What a result row reads: every evaluation column but the per-example bits (kilobytes a row;
 listing 10,000 rows must not load them)."""
+_RESULT_SOURCES: dict[str, Any] = {
+    **{column.name: column for column in _RESULT_COLUMNS},
+    "experiment": Run.experiment, "kind": Run.kind, "cell": Run.cell,
+}
 
 
 def _result_row(row: Any) -> dict[str, Any]:
