@@ -1,12 +1,15 @@
 """Standing evaluations: an ``evaluate`` spec re-run on every new checkpoint of a source.
 
-``robustlab schedule add EVAL_SPEC --watch DIR`` (checkpoint files ``*.pt`` in DIR) or
+``robustlab schedule add EVAL_SPEC --watch DIR`` (checkpoint files ``*.pt``/``*.pth`` in DIR) or
 ``--checkpoints-of EXPERIMENT`` (the final checkpoints of that experiment's succeeded runs)
 registers one. ``robustlab beat`` runs ``scan`` periodically: for each checkpoint a schedule has
 not yet taken on, it claims the checkpoint in the coverage table and, only if its claim won,
 submits the spec with ``source.checkpoint`` set to that file. Two scanners racing over a new
 checkpoint therefore enqueue one evaluation, and a failed submission gives its claim back so the
 next scan tries again.
+
+A watched folder may hold weights written elsewhere (a bare or wrapped state_dict): the spec's
+``source.model`` (the architecture to load them into) is kept for every checkpoint.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -51,22 +55,44 @@ class ScanReport:
     """One line per schedule or checkpoint that could not be handled this time."""
 
 
-def source_override(checkpoint: str) -> str:
-    """The ``--set`` that points an evaluate spec at a checkpoint file (JSON is valid YAML)."""
-    return "source=" + json.dumps({"checkpoint": checkpoint})
+WATCHED_SUFFIXES = (".pt", ".pth")
+"""Checkpoint files a watched directory offers (torch.save's usual suffixes)."""
+
+
+def source_override(checkpoint: str, model: Any = None) -> str:
+    """The ``--set`` that points an evaluate spec at a checkpoint file (JSON is valid YAML).
+
+    ``model`` is the spec's own ``source.model`` (for foreign state_dicts), kept as written.
+    """
+    source: dict[str, Any] = {"checkpoint": checkpoint}
+    if model is not None:
+        source["model"] = model
+    return "source=" + json.dumps(source)
+
+
+def source_model(text: str) -> Any:
+    """``source.model`` as the spec text writes it, or None (unreadable text: None too; the
+    validation that follows reports it)."""
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return None
+    source = data.get("source") if isinstance(data, dict) else None
+    return source.get("model") if isinstance(source, dict) else None
 
 
 def load_template(path: str | Path, overrides: Sequence[str] = ()) -> LoadedSpec:
     """Validate an ``evaluate`` spec whose ``source`` the schedule will fill in per checkpoint."""
     try:
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        text = Path(path).read_text(encoding="utf-8")
+        data = yaml.safe_load(text)
     except (OSError, UnicodeDecodeError, yaml.YAMLError):
-        data = None  # load_spec_file below reports the problem at its line
+        text, data = "", None  # load_spec_file below reports the problem at its line
     kind = data.get("kind") if isinstance(data, dict) else None
     if kind is not None and kind != "evaluate":
         raise SpecError([Problem(str(path), None, "kind",
                                  f"a standing evaluation needs an 'evaluate' spec, not {kind!r}")])
-    return load_spec_file(path, [*overrides, source_override(PLACEHOLDER)])
+    return load_spec_file(path, [*overrides, source_override(PLACEHOLDER, source_model(text))])
 
 
 def add(store: Store, spec_path: str | Path, overrides: Sequence[str] = (), *,
@@ -99,7 +125,9 @@ def spec_for(schedule: ScheduleInfo, checkpoint: str) -> LoadedSpec:
     """The schedule's spec, as written and overridden, evaluating ``checkpoint``."""
     loaded = load_spec_text(schedule.source_yaml,
                             source=schedule.source_path or f"schedule {schedule.id}",
-                            overrides=[*schedule.overrides, source_override(checkpoint)])
+                            overrides=[*schedule.overrides,
+                                       source_override(checkpoint,
+                                                       source_model(schedule.source_yaml))])
     return replace(loaded, source_path=schedule.source_path)
 
 
@@ -110,8 +138,9 @@ def candidates(schedules: Schedules, schedule: ScheduleInfo, *,
         return schedules.final_checkpoints_of(schedule.target)
     now = time.time()
     files = [(path.stat().st_mtime, str(path.resolve()))
-             for path in Path(schedule.target).glob("*.pt")
-             if path.is_file() and not path.name.startswith(".")]
+             for path in Path(schedule.target).iterdir()
+             if path.suffix in WATCHED_SUFFIXES and path.is_file()
+             and not path.name.startswith(".")]
     return [path for mtime, path in sorted(files) if now - mtime >= settle_s]
 
 

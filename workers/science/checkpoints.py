@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from service.specs.catalog import DatasetInfo, Normalization
 from workers.science.models import build_model
 
 FORMAT = "robustlab-checkpoint"
@@ -151,16 +152,37 @@ def load_checkpoint(path: Path, map_location: torch.device | str = "cpu") -> dic
     return payload
 
 
+def model_data_facts(meta: dict[str, Any]) -> str | DatasetInfo:
+    """What ``build_model`` needs about the data a checkpoint's model was built for.
+
+    Checkpoints since the catalog record the input shape and normalisation themselves (a
+    folder or plugin dataset has no catalog entry to look them up in); older ones name a
+    built-in dataset.
+    """
+    if "input_shape" not in meta:
+        return str(meta["dataset"])
+    stats = meta.get("normalization")
+    return DatasetInfo(
+        name=str(meta["dataset"]), title=str(meta["dataset"]), num_classes=int(meta["num_classes"]),
+        input_shape=tuple(int(v) for v in meta["input_shape"]),  # type: ignore[arg-type]
+        class_names=(), default_arch=str(meta["arch"]), augment=False, root_name="", files=(),
+        fetchable=False,
+        normalization=None if stats is None else Normalization(tuple(stats[0]), tuple(stats[1])),
+    )
+
+
 def load_model(path: Path, device: torch.device) -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild the model stored in a checkpoint, on ``device`` and in eval mode, with its meta.
 
-    The meta dict has at least arch, dataset, num_classes, train_norm, train_eps and epoch.
+    The meta dict has at least arch, dataset, num_classes, train_norm, train_eps and epoch;
+    newer checkpoints also input_shape, normalization ([mean, std] or None) and model_kwargs.
     """
     payload = load_checkpoint(path, map_location=device)
     meta = payload["meta"]
     missing = {"arch", "dataset", "num_classes", "train_norm", "train_eps"} - meta.keys()
     if missing:
         raise ValueError(f"{path} lacks model metadata: {', '.join(sorted(missing))}")
-    model = build_model(meta["arch"], meta["num_classes"], dataset=meta["dataset"])
+    model = build_model(meta["arch"], meta["num_classes"], dataset=model_data_facts(meta),
+                        kwargs=meta.get("model_kwargs"))
     model.load_state_dict(payload["model"])
     return model.to(device).eval(), meta

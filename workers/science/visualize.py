@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Sequence
-from typing import Literal
+from typing import Literal, cast
 
 import numpy as np
 import torch
@@ -49,6 +49,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from torch import nn
 
+from service.specs.catalog import DATASETS, large_eps_radii
 from service.specs.models import LargeEpsAttack, NormName
 from workers.science.attacks import pgd
 from workers.science.attacks.common import attack_mode
@@ -56,14 +57,11 @@ from workers.science.losses import classification_loss, predict
 
 # --------------------------------------------------------------------------- Table 3
 
-LARGE_EPS: dict[str, dict[NormName, float]] = {
-    "mnist": {"linf": 0.3, "l2": 4.0},
-    "cifar10": {"linf": 32 / 255, "l2": 1200 / 255},
-    "restricted_imagenet": {"linf": 0.25, "l2": 40.0},
+LARGE_EPS: dict[str, dict[str, float]] = {
+    name: dict(info.large_eps) for name, info in DATASETS.items() if info.large_eps
 }
-"""Table 3 of the paper: the radii of the large-eps examples, in pixel space ([0, 1] images)."""
-LARGE_EPS_ALIASES = {"binary_mnist": "mnist", "fashion_mnist": "mnist"}
-"""Datasets Table 3 does not list take the radii of the dataset with the same images' scale."""
+"""Table 3 of the paper: the radii of the large-eps examples, in pixel space ([0, 1] images),
+from the catalog (binary MNIST and Fashion-MNIST take MNIST's: same pixel scale and size)."""
 LARGE_EPS_STEPS = 100
 """PGD iterations of the default large-eps attacks (the paper does not give a number)."""
 
@@ -74,8 +72,11 @@ GRADIENT_CLIP_SIGMAS = 3.0
 
 def default_large_eps_attacks(dataset: str) -> list[LargeEpsAttack]:
     """The Table 3 attacks of ``dataset`` (l_inf then l_2), ``LARGE_EPS_STEPS`` steps each."""
-    radii = LARGE_EPS[LARGE_EPS_ALIASES.get(dataset, dataset)]
-    return [LargeEpsAttack(norm=norm, eps=eps, steps=LARGE_EPS_STEPS)
+    radii = large_eps_radii(dataset)
+    if not radii:
+        raise ValueError(f"Table 3 gives no large-eps radii for {dataset!r}: list the attacks "
+                         "(attacks: [{norm: linf, eps: ...}])")
+    return [LargeEpsAttack(norm=cast(NormName, norm), eps=eps, steps=LARGE_EPS_STEPS)
             for norm, eps in radii.items()]
 
 

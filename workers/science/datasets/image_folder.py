@@ -9,6 +9,7 @@ class, +1 for the second, one logit), as binary_mnist does.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -21,8 +22,10 @@ from torchvision import transforms
 from service.specs.catalog import DatasetInfo, Normalization
 from service.specs.models import DatasetConfig
 from workers.science.datasets.common import (
+    ImageTensorDataset,
     MalformedDataError,
     MissingDataError,
+    crop_augmentation,
     proportional_order,
 )
 
@@ -71,7 +74,8 @@ def _pixels(cfg: DatasetConfig) -> Callable[[Image.Image], Image.Image]:
     return lambda image: image.convert(mode)
 
 
-def _transform(cfg: DatasetConfig, size: tuple[int, int], *, augment: bool) -> Callable[[Any], torch.Tensor]:
+def _transform(cfg: DatasetConfig, size: tuple[int, ...], *,
+               augment: bool) -> Callable[[Any], torch.Tensor]:
     steps: list[Any] = [_pixels(cfg)]
     if cfg.image_size is not None:
         steps += [transforms.Resize(cfg.image_size), transforms.CenterCrop(cfg.image_size)]
@@ -144,12 +148,29 @@ class LabelledImageFolder(torchvision.datasets.ImageFolder):
         return image, torch.tensor(label, dtype=torch.int64)
 
 
-def load(cfg: DatasetConfig, root: Path, *, train: bool, augment: bool) -> LabelledImageFolder:
-    """One split as a lazily decoded ImageFolder, labelled with the training split's classes."""
+IN_MEMORY_BYTES = 256 * 2**20
+"""A split whose uint8 pixels fit in this is decoded once and held in memory (an
+``ImageTensorDataset``: no decoding per epoch, no loader workers); larger ones stay lazy."""
+
+
+def load(cfg: DatasetConfig, root: Path, *, train: bool,
+         augment: bool) -> LabelledImageFolder | ImageTensorDataset:
+    """One split, labelled with the training split's classes: in memory when small, else a
+    lazily decoded ImageFolder."""
     facts = info(cfg, root)
     size = facts.input_shape[1:]
-    return LabelledImageFolder(split_dir(root, train=train), list(facts.class_names),
-                               _transform(cfg, size, augment=augment), facts.input_shape)
+    folder = LabelledImageFolder(split_dir(root, train=train), list(facts.class_names),
+                                 _transform(cfg, size, augment=False), facts.input_shape)
+    if len(folder) * math.prod(facts.input_shape) > IN_MEMORY_BYTES:
+        folder.transform = _transform(cfg, size, augment=augment)
+        return folder
+    items = [folder[i] for i in range(len(folder))]
+    images = torch.stack([x for x, _ in items]).mul_(255).round_().to(torch.uint8)  # (N, C, H, W)
+    data = ImageTensorDataset(images, torch.stack([y for _, y in items]))
+    if augment:
+        data.transform = crop_augmentation(facts.input_shape, padding=max(1, size[0] // 8),
+                                           flip=True)
+    return data
 
 
 def files(cfg: DatasetConfig, root: Path) -> list[Path]:

@@ -3,31 +3,37 @@
 The checkpoint is a file (``source.checkpoint``) or the final checkpoint of an earlier run
 (``source.run``, resolved by the store). The records carry the checkpoint's own
 ``train_norm``/``train_eps``, so an evaluation of a sweep's models lines up with the sweep.
+A file written elsewhere (a bare or wrapped state_dict, see ``workers.science.state_dicts``) is
+loaded into ``source.model`` for the spec's dataset; its records have no training radius.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sized
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 from torch.utils.data import Dataset, Subset
 
 from service.specs.models import CheckpointSource, DatasetConfig, EvaluateSpec
-from workers.science.checkpoints import load_model
-from workers.science.datasets import load_dataset
+from workers.science.datasets import data_provenance, dataset_info, load_dataset
 from workers.science.evaluate import evaluate
 from workers.science.records import RunContext
+from workers.science.state_dicts import load_source_model
 
 
 def run(spec: EvaluateSpec, ctx: RunContext) -> None:
     """Load the checkpoint, evaluate it on the spec's (or its own) dataset, report records."""
     path = checkpoint_file(spec.source, ctx)
-    model, meta = load_model(path, ctx.device)
-    dataset = spec.dataset or DatasetConfig(name=meta["dataset"])
-    ctx.reporter.provenance(checkpoint=str(path), checkpoint_epoch=meta.get("epoch"),
-                            checkpoint_arch=meta["arch"], checkpoint_dataset=meta["dataset"])
+    model, meta = load_source_model(path, ctx.device, model_cfg=spec.source.model,
+                                    info_for=lambda: _foreign_data_info(spec, ctx.data_dir))
+    dataset = spec.dataset or checkpoint_dataset(meta)
     data = _evaluation_data(spec, dataset, ctx.data_dir)
+    ctx.reporter.provenance(
+        checkpoint=str(path), checkpoint_epoch=meta.get("epoch"), checkpoint_arch=meta["arch"],
+        checkpoint_dataset=meta["dataset"], checkpoint_format=meta["format"],
+        **data_provenance(dataset, ctx.data_dir, evaluated_examples=len(cast(Sized, data))),
+    )
     result = evaluate(
         model, data, spec.evaluation.attacks, device=ctx.device,
         batch_size=spec.evaluation.batch_size, checks=spec.evaluation.checks,
@@ -37,6 +43,27 @@ def run(spec: EvaluateSpec, ctx: RunContext) -> None:
     for record in result.to_records(meta["arch"], dataset.name, spec.evaluation.split,
                                     meta["train_norm"], float(meta["train_eps"])):
         ctx.reporter.evaluation(record)
+
+
+def checkpoint_dataset(meta: dict[str, Any]) -> DatasetConfig:
+    """The data a robustlab checkpoint was trained on: its spec's dataset, without subsets.
+
+    Folder and file datasets need their root (and image settings) again, which only the spec
+    kept; older checkpoints without a spec name a built-in dataset.
+    """
+    trained_on = meta.get("spec", {}).get("dataset")
+    if not trained_on:
+        return DatasetConfig(name=meta["dataset"])
+    kept = {key: value for key, value in trained_on.items()
+            if key not in {"train_subset", "test_subset", "augment", "download"}}
+    return DatasetConfig.model_validate(kept)
+
+
+def _foreign_data_info(spec: EvaluateSpec, data_dir: Path) -> Any:
+    if spec.dataset is None:
+        raise ValueError("a checkpoint written elsewhere says nothing about its data: "
+                         "name the dataset (dataset: {name: ...})")
+    return dataset_info(spec.dataset, data_dir)
 
 
 def checkpoint_file(source: CheckpointSource, ctx: RunContext) -> Path:

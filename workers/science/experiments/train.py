@@ -17,15 +17,13 @@ from typing import Any, cast
 
 from torch.utils.data import Dataset, Subset
 
+from service.specs.catalog import DATASETS, DatasetInfo
 from service.specs.models import TrainSpec
-from workers.science.datasets import DATASETS, data_files, data_hash, dataset_root, load_dataset
+from workers.science.datasets import data_provenance, dataset_info, load_dataset
 from workers.science.evaluate import evaluate
 from workers.science.models import build_model
 from workers.science.records import CheckpointRecord, MetricRecord, Reporter, RunContext
 from workers.science.train import EpochMetrics, TrainHooks, seed_everything, train
-
-MAX_LISTED_FILES = 100
-"""Data files named one by one in the provenance; larger trees (ImageNet) give a count only."""
 
 
 def run(spec: TrainSpec, ctx: RunContext) -> None:
@@ -33,17 +31,19 @@ def run(spec: TrainSpec, ctx: RunContext) -> None:
     reporter = ctx.reporter
     train_data = load_dataset(spec.dataset, ctx.data_dir, train=True)  # downloads if asked to
     eval_data = _evaluation_data(spec, ctx.data_dir)
-    reporter.provenance(**_data_provenance(spec, ctx.data_dir))
+    info = dataset_info(spec.dataset, ctx.data_dir)
+    reporter.provenance(**data_provenance(spec.dataset, ctx.data_dir,
+                                          train_examples=len(cast(Sized, train_data)),
+                                          evaluated_examples=len(cast(Sized, eval_data))))
     seed_everything(spec.seed)
-    model = build_model(spec.model.arch, DATASETS[spec.dataset.name].num_classes,
-                        dataset=spec.dataset.name)
-    reports = _Reports(spec, reporter)
+    model = build_model(spec.model.arch, info.num_classes, dataset=info, kwargs=spec.model.kwargs)
+    reports = _Reports(spec, reporter, info.num_classes)
     hooks = TrainHooks(on_batch=reports.training_batch, on_epoch=reports.epoch,
                        on_checkpoint=reports.intermediate_checkpoint,
                        should_stop=reporter.should_stop)
     outcome = train(model, train_data, spec.training, spec.adversary, device=ctx.device,
                     checkpoint_dir=ctx.run_dir / "checkpoints", seed=spec.seed,
-                    checkpoint_every=spec.checkpoint_every, hooks=hooks, meta=checkpoint_meta(spec))
+                    checkpoint_every=spec.checkpoint_every, hooks=hooks, meta=checkpoint_meta(spec, info))
     reports.checkpoint(outcome.final_checkpoint, spec.training.epochs, final=True)
 
     result = evaluate(outcome.model.eval(), eval_data, spec.evaluation.attacks, device=ctx.device,
@@ -55,30 +55,26 @@ def run(spec: TrainSpec, ctx: RunContext) -> None:
         reporter.evaluation(record)
 
 
-def checkpoint_meta(spec: TrainSpec) -> dict[str, Any]:
-    """What every checkpoint of this run says about its model (``checkpoints.load_model``)."""
+def checkpoint_meta(spec: TrainSpec, info: DatasetInfo | None = None) -> dict[str, Any]:
+    """What every checkpoint of this run says about its model (``checkpoints.load_model``).
+
+    The input shape and normalisation are kept too: a folder or plugin dataset has no catalog
+    entry to rebuild the model from. ``info`` defaults to the catalog's (built-in datasets).
+    """
+    info = info if info is not None else DATASETS[spec.dataset.name]
+    stats = info.normalization
     return {
         "arch": spec.model.arch,
+        "model_kwargs": dict(spec.model.kwargs),
         "dataset": spec.dataset.name,
-        "num_classes": DATASETS[spec.dataset.name].num_classes,
+        "num_classes": info.num_classes,
+        "input_shape": list(info.input_shape),
+        "normalization": None if stats is None else [list(stats.mean), list(stats.std)],
         "train_norm": spec.adversary.norm,
         "train_eps": spec.adversary.eps,
         "seed": spec.seed,
         "spec": spec.model_dump(mode="json"),
     }
-
-
-def _data_provenance(spec: TrainSpec, data_dir: Path) -> dict[str, Any]:
-    root = dataset_root(spec.dataset, data_dir)
-    files = data_files(spec.dataset, data_dir)
-    facts: dict[str, Any] = {
-        "data_hash": data_hash(spec.dataset, data_dir),
-        "data_root": str(root),
-        "data_file_count": len(files),
-    }
-    if len(files) <= MAX_LISTED_FILES:
-        facts["data_files"] = [path.relative_to(root).as_posix() for path in files]
-    return facts
 
 
 def _evaluation_data(spec: TrainSpec, data_dir: Path) -> Dataset:
@@ -97,8 +93,9 @@ class _Reports:
     Progress counts the epochs plus one unit for the evaluation.
     """
 
-    def __init__(self, spec: TrainSpec, reporter: Reporter) -> None:
+    def __init__(self, spec: TrainSpec, reporter: Reporter, num_classes: int) -> None:
         self.spec = spec
+        self.num_classes = num_classes
         self.reporter = reporter
         self.epochs = spec.training.epochs
 
@@ -135,5 +132,5 @@ class _Reports:
         self.reporter.checkpoint(CheckpointRecord(
             path=path.resolve(), epoch=epoch, arch=spec.model.arch, dataset=spec.dataset.name,
             train_norm=spec.adversary.norm, train_eps=spec.adversary.eps, final=final,
-            metadata={"seed": spec.seed, "num_classes": DATASETS[spec.dataset.name].num_classes},
+            metadata={"seed": spec.seed, "num_classes": self.num_classes},
         ))

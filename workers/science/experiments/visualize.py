@@ -55,8 +55,7 @@ from service.specs.models import (
     VisualizedModel,
     VisualizeSpec,
 )
-from workers.science.checkpoints import load_model
-from workers.science.datasets import DATASETS, data_hash, load_dataset
+from workers.science.datasets import data_provenance, dataset_info, load_dataset
 from workers.science.experiments.evaluate import checkpoint_file
 from workers.science.experiments.train import checkpoint_meta
 from workers.science.models import build_model
@@ -69,6 +68,7 @@ from workers.science.records import (
     Reporter,
     RunContext,
 )
+from workers.science.state_dicts import load_source_model
 from workers.science.train import EpochMetrics, TrainHooks, seed_everything, train
 from workers.science.visualize import (
     class_name,
@@ -92,7 +92,7 @@ def run(spec: VisualizeSpec, ctx: RunContext) -> None:
     models = [_obtain(source, spec, ctx, progress) for source in spec.models]
     judge = _obtain(spec.independent, spec, ctx, progress) if spec.independent else None
     ctx.reporter.provenance(
-        data_hash=data_hash(spec.dataset, ctx.data_dir),
+        **data_provenance(spec.dataset, ctx.data_dir),
         models={m.label: m.provenance() for m in [*models, *([judge] if judge else [])]},
     )
     images = _load_images(spec, ctx)
@@ -139,7 +139,8 @@ def _obtain(source: VisualizedModel, spec: VisualizeSpec, ctx: RunContext,
         path = _train_in_run(source.label, source.train, spec, ctx, progress)
     else:
         path = checkpoint_file(CheckpointSource(checkpoint=source.checkpoint, run=source.run), ctx)
-    net, meta = load_model(path, ctx.device)
+    net, meta = load_source_model(path, ctx.device, model_cfg=source.model,
+                                  info_for=lambda: dataset_info(spec.dataset, ctx.data_dir))
     if meta["dataset"] != spec.dataset.name:
         raise ValueError(f"model {source.label!r} ({path}) was trained on {meta['dataset']}, "
                          f"but this visualisation shows {spec.dataset.name}")
@@ -159,9 +160,9 @@ def _train_in_run(label: str, block: InRunTraining, spec: VisualizeSpec, ctx: Ru
         seed=spec.seed if block.seed is None else block.seed,
         checkpoint_every=block.checkpoint_every,
     )
-    info = DATASETS[train_spec.dataset.name]
+    info = dataset_info(train_spec.dataset, ctx.data_dir)
     seed_everything(train_spec.seed)
-    net = build_model(block.model.arch, info.num_classes, dataset=info.name)
+    net = build_model(block.model.arch, info.num_classes, dataset=info, kwargs=block.model.kwargs)
     hooks = TrainHooks(on_batch=progress.training(label, block.training.epochs),
                        on_epoch=lambda metrics: _report_epoch(ctx.reporter, label, metrics),
                        should_stop=ctx.reporter.should_stop)
@@ -169,11 +170,11 @@ def _train_in_run(label: str, block: InRunTraining, spec: VisualizeSpec, ctx: Ru
                     block.training, block.adversary, device=ctx.device,
                     checkpoint_dir=ctx.run_dir / "models" / label, seed=train_spec.seed,
                     checkpoint_every=block.checkpoint_every, hooks=hooks,
-                    meta=checkpoint_meta(train_spec))
+                    meta=checkpoint_meta(train_spec, info))
     progress.trained(label, block.training.epochs)
     ctx.reporter.checkpoint(CheckpointRecord(
         path=outcome.final_checkpoint.resolve(), epoch=block.training.epochs,
-        arch=block.model.arch, dataset=info.name, train_norm=block.adversary.norm,
+        arch=block.model.arch, dataset=train_spec.dataset.name, train_norm=block.adversary.norm,
         train_eps=block.adversary.eps, final=False,
         metadata={"model": label, "seed": train_spec.seed, "num_classes": info.num_classes},
     ))
@@ -230,7 +231,7 @@ def _load_images(spec: VisualizeSpec, ctx: RunContext) -> Images:
                         batch_size=spec.batch_size)
     xs, ys = zip(*loader, strict=True)
     x, y = torch.cat(xs), torch.cat(ys)
-    info = DATASETS[spec.dataset.name]
+    info = dataset_info(spec.dataset, ctx.data_dir)
     generator = torch.Generator().manual_seed(spec.seed)
     target = target_classes(y, info.num_classes, rule=spec.target, generator=generator)
     return Images(x=x, y=y, target=target, shown=min(spec.n_images, len(y)),
