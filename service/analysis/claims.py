@@ -82,7 +82,13 @@ E1_CLAIMS = (
 
 
 def theory_claims(item: TheoryRun, section: str) -> list[Claim]:
-    scale = Scale(None, None, min((p.n for p in item.points), default=None))
+    """The four E1 claims; their scale is the run's sample sizes (the paper's is the
+    population, so there is no "reduced scale" to speak of)."""
+    spec = item.run.resolved_spec
+    n_train, epochs = spec.get("n_train"), spec.get("epochs")
+    scale = Scale(int(n_train) if n_train is not None else None,
+                  float(epochs) if epochs is not None else None,
+                  min((p.n for p in item.points), default=None))
     return [Claim(c.section, c.text, c.verdict, c.evidence,
                   scale if c.verdict != "no_data" else None)
             for c in (averaging_claim(item, section), standard_svm_claim(item, section),
