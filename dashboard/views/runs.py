@@ -15,6 +15,7 @@ from dashboard.auth import Role, may
 from service.recording import STALE_AFTER_S
 from service.store import queries
 from service.store.repository import Store
+from service.store.status import PENDING, RunStatus
 
 PROVENANCE_FIELDS = ("submitted_by", "spec_hash", "seed", "git_sha", "data_hash", "host", "device", "queue",
                      "task_id", "attempts", "created_at", "started_at", "finished_at",
@@ -30,7 +31,7 @@ def with_liveness(frame: pd.DataFrame) -> pd.DataFrame:
     beat = pd.to_datetime(frame["heartbeat_at"], utc=True).fillna(
         pd.to_datetime(frame["started_at"], utc=True))
     age = (pd.Timestamp.now(tz="UTC") - beat).dt.total_seconds()
-    stale = (frame["status"] == "running") & (age >= STALE_AFTER_S)
+    stale = (frame["status"] == RunStatus.RUNNING.value) & (age >= STALE_AFTER_S)
     shown_status = frame["status"].where(
         ~stale, age.map(lambda seconds: f"stale (no heartbeat for {seconds:.0f} s)"))
     until_beat = (beat - pd.to_datetime(frame["started_at"], utc=True)).dt.total_seconds()
@@ -59,7 +60,7 @@ def runs_table(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def cancel_button(url: str, run: dict[str, Any]) -> None:
-    if run["status"] not in ("queued", "running") or not may(Role.MEMBER):
+    if run["status"] not in PENDING or not may(Role.MEMBER):
         return
     if run["cancel_requested"]:
         st.info("Cancellation requested; the run stops at its next batch boundary.")

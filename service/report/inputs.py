@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 from service.analysis.common import Row, recency, rows_of
 from service.store.repository import ArtifactInfo, MetricInfo, RunInfo, Store
+from service.store.status import RunStatus
 
 REPORT_METRICS = (
     "weight_x1", "weight_rest_l1", "weight_l1", "low_correlation_weight_fraction",
@@ -47,13 +48,13 @@ class ReportInputs:
 def collect(store: Store, experiments: Sequence[str] = ()) -> ReportInputs:
     """Read everything the report needs; only succeeded runs count (others are counted)."""
     runs = _runs(store, experiments)
-    succeeded = [run for run in runs if run.status == "succeeded"]
+    succeeded = [run for run in runs if run.status == RunStatus.SUCCEEDED]
     ids = {run.id for run in succeeded}
     rows = store.results(run_ids=sorted(ids)) if ids else []
     metrics = [metric for name in REPORT_METRICS for metric in store.metrics(name=name)
                if metric.run_id in ids]
     artifacts = [artifact for artifact in store.artifacts() if artifact.run_id in ids]
-    left_out = Counter(str(run.status) for run in runs if run.status != "succeeded")
+    left_out = Counter(str(run.status) for run in runs if run.status != RunStatus.SUCCEEDED)
     return ReportInputs(succeeded, rows, metrics, artifacts, dict(left_out), tuple(experiments))
 
 

@@ -33,6 +33,7 @@ from service.store.sql_box import (
     check_select,
     run_select,
 )
+from service.store.status import RunStatus
 from service.store.storage import LocalStorage
 
 T = TypeVar("T")
@@ -208,7 +209,8 @@ def analysis_runs(url: str) -> pd.DataFrame:
     """The succeeded runs with their resolved spec, seed and provenance, newest first: what
     the analysis layer needs to aggregate repeats (the report reads the same runs)."""
     statement = (select(*(getattr(Run, c) for c in ANALYSIS_RUN_COLUMNS))
-                 .where(Run.status == "succeeded").order_by(Run.created_at.desc(), Run.id))
+                 .where(Run.status == RunStatus.SUCCEEDED.value)
+                 .order_by(Run.created_at.desc(), Run.id))
     return _read(url, lambda engine: _frame(engine, statement, ANALYSIS_RUN_COLUMNS))
 
 
