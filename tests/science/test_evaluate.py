@@ -212,6 +212,10 @@ def test_evaluate_experiment_on_a_binary_mnist_checkpoint(mnist_data_dir: Path, 
     assert all(check["passed"] for check in rows["none"]["checks"].values()), rows["none"]["checks"]
     assert reporter.last_progress == (2, 2, "evaluation")
     assert reporter.facts["checkpoint"] == str(checkpoint)
+    # the data it read, as train runs record it (issue 11): hash, files, examples evaluated
+    assert len(reporter.facts["data_hash"]) == 64 and reporter.facts["data_name"] == "binary_mnist"
+    assert "MNIST/raw/t10k-images-idx3-ubyte" in reporter.facts["data_files"]
+    assert reporter.facts["data_evaluated_examples"] == 200
 
 
 def test_missing_checkpoint_names_the_path(tmp_path: Path) -> None:
