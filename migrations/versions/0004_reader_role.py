@@ -81,14 +81,21 @@ LANGUAGE plpgsql
 SECURITY DEFINER
 AS $fn$
 DECLARE
+    r record;
     row_json text;
     n_rows bigint := 0;
     n_bytes bigint := 0;
 BEGIN
     -- FOR ... IN EXECUTE opens a cursor: one SELECT only, and rows are computed one at a time,
-    -- so the caps below stop the query itself, not just what is sent.
-    FOR row_json IN EXECUTE 'SELECT to_json(q)::text FROM (' || query || E'\\n) AS q' LOOP
+    -- so the caps below stop the query itself, not just what is sent. A row's size in memory
+    -- is checked before it is turned into JSON, the JSON (what is sent) after.
+    FOR r IN EXECUTE 'SELECT q FROM (' || query || E'\n) AS q' LOOP
         n_rows := n_rows + 1;
+        IF n_bytes + pg_column_size(r.q) > max_bytes THEN
+            RAISE EXCEPTION 'the result passed the % byte cap at row %', max_bytes, n_rows
+                USING ERRCODE = 'program_limit_exceeded', HINT = 'robustlab byte cap';
+        END IF;
+        row_json := to_json(r.q)::text;
         n_bytes := n_bytes + octet_length(row_json);
         IF n_bytes > max_bytes THEN
             RAISE EXCEPTION 'the result passed the % byte cap at row %', max_bytes, n_rows
