@@ -78,7 +78,10 @@ def test_image_folder_classes_shapes_and_fair_prefix(fashion_folder: Path) -> No
 
 
 def test_image_folder_trains_above_85_percent(fashion_folder: Path, tmp_path: Path,
-                                              one_torch_thread: None) -> None:
+                                              one_torch_thread: None,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    # 1,500 fresh files: keep them out of the user's on-disk digest cache (tests write no ~/.cache)
+    monkeypatch.setenv("ROBUSTLAB_DIGEST_CACHE", "off")
     spec = TrainSpec.model_validate({
         "name": "fashion3", "kind": "train", "seed": 0,
         "dataset": {"name": "image_folder", "root": str(fashion_folder), "channels": 1},
