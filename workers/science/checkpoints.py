@@ -96,12 +96,14 @@ def save_checkpoint(
     rng: dict[str, Any],
     meta: dict[str, Any],
     history: list[dict[str, Any]] | None = None,
+    scaler: dict[str, Any] | None = None,
 ) -> Path:
     """Write a checkpoint atomically: a temporary file in the same directory, then a rename.
 
     A reader (or a resumed run) therefore sees either the previous file or the complete new
     one, never a torn write. ``meta`` must hold plain values (str, int, float, bool, None,
-    lists, dicts); ``epoch`` is added to it. ``history`` is the per-epoch metrics so far.
+    lists, dicts); ``epoch`` is added to it. ``history`` is the per-epoch metrics so far;
+    ``scaler`` the fp16 gradient scaler's state (``training.amp: fp16``), None otherwise.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {
@@ -114,6 +116,7 @@ def save_checkpoint(
         "scheduler": None if scheduler is None else scheduler.state_dict(),
         "rng": rng,
         "history": history or [],
+        "scaler": scaler,
     }
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:

@@ -16,6 +16,7 @@ from torch.utils.data import Dataset
 from torchvision.transforms import v2
 
 from service.specs.catalog import DatasetInfo
+from workers.science import data_hash
 
 
 class MissingDataError(FileNotFoundError):
@@ -42,22 +43,10 @@ def require_files(info: DatasetInfo, root: Path) -> list[Path]:
 
 # --------------------------------------------------------------------------- hashing
 
-_FILE_DIGESTS: dict[tuple[str, int, int], str] = {}
-"""sha256 of file contents, keyed by (resolved path, size, mtime_ns): a file is read only once
-per process unless it changes (worth it for ImageNet, harmless for MNIST)."""
-
-
 def file_digest(path: Path) -> str:
-    """sha256 of one file's bytes, cached by (path, size, mtime)."""
-    stat = path.stat()
-    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
-    if key not in _FILE_DIGESTS:
-        digest = hashlib.sha256()
-        with path.open("rb") as handle:
-            for chunk in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(chunk)
-        _FILE_DIGESTS[key] = digest.hexdigest()
-    return _FILE_DIGESTS[key]
+    """sha256 of one file's bytes, cached across runs by (path, size, mtime): see
+    ``workers.science.data_hash`` (a run no longer reads the whole dataset again)."""
+    return data_hash.file_digest(path)
 
 
 def hash_files(root: Path, files: Sequence[Path]) -> str:

@@ -10,6 +10,7 @@ loaded into ``source.model`` for the spec's dataset; its records have no trainin
 from __future__ import annotations
 
 from collections.abc import Sized
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, cast
 
@@ -42,7 +43,8 @@ def run(spec: EvaluateSpec, ctx: RunContext) -> None:
     )
     for record in result.to_records(meta["arch"], dataset.name, spec.evaluation.split,
                                     meta["train_norm"], float(meta["train_eps"])):
-        ctx.reporter.evaluation(record)
+        # older checkpoints name no method: they were trained by PGD (or standard) training
+        ctx.reporter.evaluation(replace(record, train_method=meta.get("train_method", "pgd")))
 
 
 def checkpoint_dataset(meta: dict[str, Any]) -> DatasetConfig:

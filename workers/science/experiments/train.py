@@ -1,7 +1,8 @@
-"""The ``train`` experiment kind: train one model (standard or PGD adversarial), then evaluate it.
+"""The ``train`` experiment kind: train one model (standard, PGD, TRADES or fgsm_rs), then evaluate it.
 
 One run of a ``TrainSpec`` is one point of Figure 1 (E2): its evaluation records carry
-``train_norm``/``train_eps`` from the adversary (``train_eps`` 0 is standard training), so
+``train_norm``/``train_eps``/``train_method`` from the adversary (``train_eps`` 0 is standard
+training), so
 "standard accuracy against eps_train" is a single query over the records of a sweep.
 
 Re-executing the run (a re-delivered Celery task, or ``robustlab run`` after a crash) resumes
@@ -12,6 +13,7 @@ and every record has a stable key, so nothing is reported twice.
 from __future__ import annotations
 
 from collections.abc import Sized
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, cast
 
@@ -52,7 +54,7 @@ def run(spec: TrainSpec, ctx: RunContext) -> None:
                       seed=spec.seed)
     for record in result.to_records(spec.model.arch, spec.dataset.name, spec.evaluation.split,
                                     spec.adversary.norm, spec.adversary.eps):
-        reporter.evaluation(record)
+        reporter.evaluation(replace(record, train_method=spec.adversary.method))
 
 
 def checkpoint_meta(spec: TrainSpec, info: DatasetInfo | None = None) -> dict[str, Any]:
@@ -72,6 +74,7 @@ def checkpoint_meta(spec: TrainSpec, info: DatasetInfo | None = None) -> dict[st
         "normalization": None if stats is None else [list(stats.mean), list(stats.std)],
         "train_norm": spec.adversary.norm,
         "train_eps": spec.adversary.eps,
+        "train_method": spec.adversary.method,
         "seed": spec.seed,
         "spec": spec.model_dump(mode="json"),
     }
@@ -111,6 +114,7 @@ class _Reports:
             "train_loss": metrics.loss,
             "train_accuracy": metrics.accuracy,
             "train_adv_accuracy": metrics.adv_accuracy,
+            "train_check_accuracy": metrics.check_accuracy,
             "lr": metrics.lr,
             "eps": metrics.eps,
         }

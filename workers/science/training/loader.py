@@ -1,0 +1,71 @@
+"""The training DataLoader: workers, pinned memory and device copies, with per-dataset defaults.
+
+Defaults: in-memory tensor datasets (MNIST, Fashion-MNIST, CIFAR-10: uint8 tensors indexed in
+this process) use 0 workers, since a worker would only add inter-process copies; image folders
+(ImageNet, JPEG decoding and augmentation per item) use ``min(8, CPUs)`` workers, kept between
+epochs. Pinned memory and non-blocking copies are on for CUDA, so the next batch's copy overlaps
+the current batch's compute.
+
+Shuffling always draws from the loader's own seeded generator, in this process, which the
+checkpoints save; what workers change for exact resume is said in README "Exact resume".
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+from torch.utils.data import ConcatDataset, DataLoader, Dataset, Subset, TensorDataset
+
+from service.specs.models import TrainingConfig
+
+FOLDER_WORKERS = 8
+"""Upper bound of the default worker count for datasets read from files per item."""
+
+
+@dataclass(frozen=True)
+class LoaderSettings:
+    """Resolved ``training.num_workers`` / ``pin_memory`` / ``persistent_workers``."""
+
+    num_workers: int
+    pin_memory: bool
+    persistent_workers: bool
+
+
+def in_memory(data: Dataset) -> bool:
+    """Whether items are slices of tensors held in memory (``tensors`` of robustlab's own
+    ``ImageTensorDataset``, or torch's ``TensorDataset``), looking through subsets."""
+    if isinstance(data, Subset):
+        return in_memory(data.dataset)
+    if isinstance(data, ConcatDataset):
+        return all(in_memory(part) for part in data.datasets)
+    return isinstance(data, TensorDataset) or callable(getattr(data, "tensors", None))
+
+
+def loader_settings(cfg: TrainingConfig, data: Dataset, device: torch.device) -> LoaderSettings:
+    """``cfg``'s loader settings with the defaults filled in for ``data`` on ``device``."""
+    if cfg.num_workers is not None:
+        workers = cfg.num_workers
+    else:
+        workers = 0 if in_memory(data) else min(FOLDER_WORKERS, os.cpu_count() or 1)
+    pin = device.type == "cuda" if cfg.pin_memory is None else cfg.pin_memory
+    persistent = workers > 0 if cfg.persistent_workers is None else cfg.persistent_workers
+    return LoaderSettings(num_workers=workers, pin_memory=pin,
+                          persistent_workers=persistent and workers > 0)
+
+
+def training_loader(data: Dataset, cfg: TrainingConfig, settings: LoaderSettings,
+                    generator: torch.Generator) -> DataLoader:
+    """Shuffled batches of ``cfg.batch_size``, shuffles drawn from ``generator``."""
+    return DataLoader(data, batch_size=cfg.batch_size, shuffle=True, generator=generator,
+                      num_workers=settings.num_workers, pin_memory=settings.pin_memory,
+                      persistent_workers=settings.persistent_workers)
+
+
+def to_device(x: torch.Tensor, y: torch.Tensor, device: torch.device, *, non_blocking: bool,
+              channels_last: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """A batch on the training device; ``non_blocking`` only pays off from pinned memory."""
+    memory_format = torch.channels_last if channels_last and x.dim() == 4 else torch.contiguous_format
+    x = x.to(device, non_blocking=non_blocking, memory_format=memory_format)  # (B, C, H, W)
+    return x, y.to(device, non_blocking=non_blocking)  # (B,)

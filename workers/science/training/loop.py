@@ -1,0 +1,298 @@
+"""The training loop: epochs of one method's batches, checkpoints and exact resume.
+
+Each batch goes through the method named by ``adversary.method`` (``methods.METHODS``; eps 0
+is standard training for every method), then one backward pass and one optimiser step
+(``precision.Precision``: autocast and, for fp16, loss scaling). Progress, per-epoch metrics and
+checkpoints go out through ``TrainHooks`` callbacks, so the same code runs in tests, in
+``robustlab run`` and in a Celery worker; nothing is printed.
+
+Metrics cost nothing extra: they come from the forwards the method makes anyway, accumulate on
+the training device, and are read back to the host once every ``METRIC_SYNC_EVERY`` batches
+and at the end of the epoch, so the device never waits for the host in between.
+
+Reproducibility is a contract: a training interrupted at any batch (``Cancelled``) and resumed
+from its last checkpoint ends with exactly the parameters an uninterrupted one reaches (same
+seed, same device, 0 loader workers; any ``amp``). That is why a checkpoint carries every
+random generator's state and the fp16 gradient scaler's, and the data loader draws its shuffles
+from its own seeded generator. README "Exact resume" says what loader workers change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from service.specs.models import AdversaryConfig, TrainingConfig
+from workers.science.checkpoints import (
+    capture_rng,
+    checkpoint_path,
+    latest_checkpoint,
+    load_checkpoint,
+    restore_rng,
+    save_checkpoint,
+)
+from workers.science.records import Cancelled
+from workers.science.training.common import (
+    BatchLoss,
+    BatchSetup,
+    TrainingMethod,
+    epoch_eps,
+    epoch_step_size,
+    standard,
+)
+from workers.science.training.loader import loader_settings, to_device, training_loader
+from workers.science.training.methods import METHODS
+from workers.science.training.optim import build_optimizer, build_scheduler, seed_everything
+from workers.science.training.overfit import check_overfitting, robust_accuracy
+from workers.science.training.precision import Precision, use_channels_last
+
+METRIC_SYNC_EVERY = 50
+"""Batches between reads of the metric accumulators (one host-device sync each)."""
+
+
+@dataclass(frozen=True)
+class EpochMetrics:
+    """What one epoch of training measured, on the training examples it saw."""
+
+    epoch: int
+    """Completed epochs, counting from 1."""
+    loss: float
+    """Mean training loss (the method's loss: adversarial, or CE + beta * KL for TRADES)."""
+    accuracy: float | None
+    """Accuracy on the clean training batches, from a forward the method makes anyway (standard
+    training, TRADES); None for PGD and fgsm_rs, which never forward the clean batch."""
+    adv_accuracy: float | None
+    """Accuracy on the adversarial examples trained on; None for an epoch of standard training."""
+    lr: float
+    eps: float
+    check_accuracy: float | None = None
+    """fgsm_rs: PGD accuracy of the catastrophic-overfitting check after this epoch."""
+
+
+@dataclass
+class TrainHooks:
+    """Callbacks of a training run (MadryLab robustness' ``iteration_hook``/``epoch_hook``).
+
+    ``on_batch(epoch_index, batches_done, batches_per_epoch)`` after every batch;
+    ``on_epoch(metrics)`` after every epoch, before its checkpoint is written;
+    ``on_checkpoint(path, epoch, final)`` after every checkpoint written;
+    ``should_stop()`` at every batch boundary: True raises ``Cancelled``.
+    """
+
+    on_batch: Callable[[int, int, int], None] | None = None
+    on_epoch: Callable[[EpochMetrics], None] | None = None
+    on_checkpoint: Callable[[Path, int, bool], None] | None = None
+    should_stop: Callable[[], bool] | None = None
+
+
+@dataclass(frozen=True)
+class TrainOutcome:
+    """The trained model (on the training device, in train mode) and where its state is saved."""
+
+    model: nn.Module
+    final_checkpoint: Path
+    resumed_from: int
+    """Epochs already completed when this call started (0 for a fresh start)."""
+    history: list[EpochMetrics] = field(default_factory=list)
+    """Every epoch's metrics, including those of earlier (interrupted) calls."""
+
+
+class _Totals:
+    """An epoch's metric sums: on the device between syncs, in Python numbers after them."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.loss = 0.0
+        self.clean_correct = self.adv_correct = 0
+        self.n = self.clean_n = self.adv_n = 0
+        self._loss = torch.zeros((), device=device)
+        self._clean = torch.zeros((), device=device, dtype=torch.int64)
+        self._adv = torch.zeros((), device=device, dtype=torch.int64)
+
+    def add(self, batch: BatchLoss, n: int) -> None:
+        """Accumulate one batch without waiting for the device."""
+        self._loss += batch.losses.sum()
+        self.n += n
+        if batch.clean_hits is not None:
+            self._clean += batch.clean_hits.sum()
+            self.clean_n += n
+        if batch.adv_hits is not None:
+            self._adv += batch.adv_hits.sum()
+            self.adv_n += n
+
+    def sync(self) -> None:
+        """Move the device sums into Python numbers (float32 sums stay short, hence exact enough)."""
+        self.loss += float(self._loss)
+        self.clean_correct += int(self._clean)
+        self.adv_correct += int(self._adv)
+        for total in (self._loss, self._clean, self._adv):
+            total.zero_()
+
+    def metrics(self, epoch: int, lr: float, eps: float,
+                check_accuracy: float | None) -> EpochMetrics:
+        return EpochMetrics(
+            epoch=epoch + 1,
+            loss=self.loss / self.n,
+            accuracy=self.clean_correct / self.clean_n if self.clean_n else None,
+            adv_accuracy=self.adv_correct / self.adv_n if self.adv_n else None,
+            lr=lr,
+            eps=eps,
+            check_accuracy=check_accuracy,
+        )
+
+
+@dataclass(frozen=True)
+class _Run:
+    """What every batch of one training needs besides the data."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    precision: Precision
+    device: torch.device
+    non_blocking: bool
+    channels_last: bool
+    hooks: TrainHooks
+
+
+def _train_epoch(run: _Run, loader: DataLoader, method: TrainingMethod, setup: BatchSetup, *,
+                 epoch: int) -> _Totals:
+    """One pass over the training data; checks for a stop request before every batch."""
+    run.model.train()
+    totals = _Totals(run.device)
+    n_batches = len(loader)
+    for index, (x, y) in enumerate(loader):
+        if run.hooks.should_stop is not None and run.hooks.should_stop():
+            raise Cancelled(f"training stopped in epoch {epoch + 1}, batch {index + 1}")
+        x, y = to_device(x, y, run.device, non_blocking=run.non_blocking,
+                         channels_last=run.channels_last)  # (B, C, H, W), (B,)
+        batch = method(run.model, x, y, setup)
+        run.precision.step(batch.loss, run.optimizer)
+        totals.add(batch, len(y))
+        if (index + 1) % METRIC_SYNC_EVERY == 0:
+            totals.sync()
+        if run.hooks.on_batch is not None:
+            run.hooks.on_batch(epoch, index + 1, n_batches)
+    totals.sync()
+    return totals
+
+
+def _batch_setup(adversary: AdversaryConfig, eps: float, precision: Precision) -> BatchSetup:
+    step_size = epoch_step_size(adversary, eps) if eps > 0 else 0.0
+    return BatchSetup(adversary=adversary, eps=eps, step_size=step_size,
+                      autocast=precision.autocast,
+                      attack_loss_scale=precision.attack_loss_scale)
+
+
+def _resume(directory: Path, *, model: nn.Module, optimizer: torch.optim.Optimizer,
+            scheduler: torch.optim.lr_scheduler.LRScheduler, generator: torch.Generator,
+            precision: Precision, meta: dict[str, Any]) -> tuple[int, list[EpochMetrics]]:
+    """Load the latest checkpoint into the training state; (epochs done, history) or (0, [])."""
+    latest = latest_checkpoint(directory)
+    if latest is None:
+        return 0, []
+    payload = load_checkpoint(latest)  # on the CPU: load_state_dict copies to the device
+    stored = {k: v for k, v in payload["meta"].items() if k != "epoch"}
+    if stored != meta:
+        raise ValueError(f"{latest} was written by a different training "
+                         f"(its meta {stored} differs from {meta}); use a fresh checkpoint_dir")
+    model.load_state_dict(payload["model"])
+    optimizer.load_state_dict(payload["optimizer"])
+    scheduler.load_state_dict(payload["scheduler"])
+    precision.load_state_dict(payload.get("scaler"))
+    restore_rng(payload["rng"], generator)
+    return payload["epoch"], [EpochMetrics(**row) for row in payload["history"]]
+
+
+def _overfit_check(model: nn.Module, data: Dataset, adversary: AdversaryConfig, eps: float, *,
+                   epoch: int, device: torch.device, seed: int) -> float | None:
+    """fgsm_rs with its check on and eps > 0: the PGD accuracy of the check, else None."""
+    if adversary.method != "fgsm_rs" or not adversary.overfit_check or eps <= 0:
+        return None
+    return robust_accuracy(model, data, adversary, eps, device=device, seed=seed + epoch)
+
+
+def train(
+    model: nn.Module,
+    train_data: Dataset,
+    cfg: TrainingConfig,
+    adversary: AdversaryConfig,
+    *,
+    device: torch.device,
+    checkpoint_dir: Path,
+    seed: int,
+    checkpoint_every: int = 1,
+    hooks: TrainHooks | None = None,
+    meta: dict[str, Any] | None = None,
+) -> TrainOutcome:
+    """Train ``model`` with ``adversary.method`` (standard training where eps is 0).
+
+    Resumes from the latest checkpoint in ``checkpoint_dir`` when there is one, else seeds
+    every generator with ``seed`` and starts at epoch 0. A checkpoint is written every
+    ``checkpoint_every`` epochs and after the last one; with all epochs already done the
+    call only loads the final state. ``meta`` (plain values) is stored in every checkpoint and
+    must match on resume.
+
+    Args:
+        model: maps (B, C, H, W) images in [0, 1] to logits (B, K), or (B, 1) for ±1 labels.
+        train_data: items (x (C, H, W) in [0, 1], y int64). Augmentation belongs to the
+            dataset (a per-item transform); with 0 loader workers it draws from torch's global
+            generator, which the checkpoints save.
+
+    Raises:
+        Cancelled: ``hooks.should_stop()`` turned true; resuming continues from the last
+            checkpoint.
+        CatastrophicOverfitting: fgsm_rs lost its robustness to PGD (``overfit_check``); the
+            epoch's metrics were reported, its checkpoint not written.
+    """
+    hooks = hooks or TrainHooks()
+    meta = dict(meta or {})
+    channels_last = use_channels_last(cfg, model, device)
+    model.to(device)
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    precision = Precision(cfg.amp, device)
+    optimizer = build_optimizer(model, cfg.optimizer)
+    scheduler = build_scheduler(optimizer, cfg.schedule, cfg.epochs)
+    generator = torch.Generator()
+    settings = loader_settings(cfg, train_data, device)
+    loader = training_loader(train_data, cfg, settings, generator)
+    start, history = _resume(checkpoint_dir, model=model, optimizer=optimizer,
+                             scheduler=scheduler, generator=generator, precision=precision,
+                             meta=meta)
+    if start == 0:
+        seed_everything(seed)
+        generator.manual_seed(seed)
+    run = _Run(model=model, optimizer=optimizer, precision=precision, device=device,
+               non_blocking=settings.pin_memory, channels_last=channels_last, hooks=hooks)
+    for epoch in range(start, cfg.epochs):
+        eps = epoch_eps(adversary, epoch)
+        lr = optimizer.param_groups[0]["lr"]
+        method = METHODS[adversary.method] if eps > 0 else standard
+        totals = _train_epoch(run, loader, method, _batch_setup(adversary, eps, precision),
+                              epoch=epoch)
+        scheduler.step()
+        check = _overfit_check(model, train_data, adversary, eps, epoch=epoch, device=device,
+                               seed=seed)
+        earlier = [(m.epoch, m.check_accuracy) for m in history
+                   if m.check_accuracy is not None and m.eps == eps]
+        history.append(totals.metrics(epoch, lr, eps, check))
+        if hooks.on_epoch is not None:
+            hooks.on_epoch(history[-1])
+        if check is not None:
+            check_overfitting(check, earlier, epoch=epoch + 1, adversary=adversary)
+        done = epoch + 1
+        if done % checkpoint_every == 0 or done == cfg.epochs:
+            path = save_checkpoint(
+                checkpoint_path(checkpoint_dir, done), model=model, optimizer=optimizer,
+                scheduler=scheduler, epoch=done, rng=capture_rng(generator), meta=meta,
+                history=[asdict(m) for m in history], scaler=precision.state_dict(),
+            )
+            if hooks.on_checkpoint is not None:
+                hooks.on_checkpoint(path, done, done == cfg.epochs)
+    final = checkpoint_path(checkpoint_dir, max(start, cfg.epochs))
+    return TrainOutcome(model=model, final_checkpoint=final, resumed_from=start, history=history)
