@@ -27,7 +27,7 @@ from service.analysis.figure1 import (
     figure1_frame,
     figure1_points,
 )
-from service.analysis.scale import dataset_title
+from service.analysis.scale import dataset_title, is_npm_subset
 from service.analysis.table4 import topk_frame, topk_points
 from service.analysis.theory import bound_curve, theory_pairs, theory_runs
 
@@ -52,8 +52,11 @@ def figure1_data(evaluations: pd.DataFrame, runs: Iterable[RunFacts]) -> pd.Data
 
     ``measure`` is "standard accuracy" or the attack and its radius; only attacks at a radius
     of the curve's own norm are kept (as in the paper's figure and the report's table).
+    ``title`` names the dataset as the report does ("MNIST, 8,000/2,000-digit subset").
     """
-    frame = figure1_frame(figure1_points(_records(evaluations), runs))
+    runs, rows = list(runs), _records(evaluations)
+    npm = is_npm_subset(runs, rows)
+    frame = figure1_frame(figure1_points(rows, runs))
     if frame.empty:
         return frame.assign(curve=[], measure=[], title=[])
     own_norm = (frame["attack"] == "none") | (frame["eval_norm"] == frame["train_norm"])
@@ -63,7 +66,7 @@ def figure1_data(evaluations: pd.DataFrame, runs: Iterable[RunFacts]) -> pd.Data
     measure = [STANDARD if attack == "none" else f"{attack} ε={eps:.4g}"
                for attack, eps in zip(frame["attack"], frame["eval_eps"], strict=True)]
     return frame.assign(curve=curve, measure=measure,
-                        title=frame["dataset"].map(lambda d: dataset_title(d, False)))
+                        title=frame["dataset"].map(lambda d: dataset_title(d, npm)))
 
 
 def figure1_panels(data: pd.DataFrame) -> list[tuple[str, str]]:
