@@ -218,7 +218,7 @@ class APGDAttack(Strict):
     n_target_classes: Count = Field(
         9, ge=1, description="Targets of APGD-T; must be below the dataset's number of classes."
     )
-    eot_iter: Count = Field(
+    eot_iter: StepCount = Field(
         1, ge=1, description="Gradients averaged per step (EOT, for randomised models)."
     )
 
@@ -255,7 +255,7 @@ class SquareAttack(Strict):
     kind: Literal["square"] = "square"
     norm: NormName = Field(description="Threat model: 'linf' or 'l2'.")
     eps: Eps = Field(description="Radius of the ball in pixel space.")
-    queries: Count = Field(5000, ge=1, description="Queries per example (AutoAttack: 5,000).")
+    queries: QueryCount = Field(5000, ge=1, description="Queries per example (AutoAttack: 5,000).")
     p_init: Annotated[float, BeforeValidator(parse_number), Field(gt=0, le=1)] = Field(
         0.8, description="Initial fraction of the pixels a proposal changes (halved on a schedule)."
     )
@@ -278,7 +278,7 @@ class AutoAttack(Strict):
         "standard", description="'standard', 'plus' or 'rand', as the reference code defines them."
     )
     steps: StepCount = Field(100, ge=1, description="Iterations of APGD and FAB (reference: 100).")
-    queries: Count = Field(5000, ge=1, description="Square Attack queries (reference: 5,000).")
+    queries: QueryCount = Field(5000, ge=1, description="Square Attack queries (reference: 5,000).")
     n_target_classes: Count = Field(
         9, ge=1, description="Targets of APGD-T and FAB-T (reference: 9); below the dataset's "
         "number of classes."
