@@ -12,6 +12,7 @@ import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from rich.markup import escape
 from rich.table import Table
 
 from service import jsonout
@@ -80,7 +81,7 @@ def to_table(rows: Sequence[dict[str, Any]], title: str | None = None) -> Table:
     for column in columns:
         table.add_column(column, justify="right" if column in _RIGHT else "left")
     for row in rows:
-        table.add_row(*(_cell(row.get(c), c) for c in columns))
+        table.add_row(*(escape(_cell(row.get(c), c)) for c in columns))  # variants: no markup
     return table
 
 

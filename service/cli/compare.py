@@ -13,6 +13,7 @@ from dataclasses import asdict
 from typing import Any
 
 import click
+from rich.markup import escape
 from rich.table import Table
 
 from service.analysis.compare import MISSING, Comparison, RunSide, compare
@@ -50,11 +51,12 @@ def comparison_dict(comparison: Comparison, sides: Sequence[RunSide]) -> dict[st
 
 
 def _value(value: Any) -> str:
+    """A cell's text, escaped: rich would read ``[0.1, 0.3]`` or ``name[k=v]`` as markup."""
     if isinstance(value, float):
         return f"{value:.4g}"
     if isinstance(value, list | dict):
-        return json.dumps(value)
-    return str(value)
+        return escape(json.dumps(value))
+    return escape(str(value))
 
 
 def _accuracy(value: float | None) -> str:
@@ -69,7 +71,7 @@ def to_tables(comparison: Comparison) -> list[Table]:
     for run_id in ids:
         spec.add_column(run_id)
     for difference in comparison.spec_diff:
-        spec.add_row(difference.path, *(_value(v) for v in difference.values))
+        spec.add_row(escape(difference.path), *(_value(v) for v in difference.values))
     if not comparison.spec_diff:
         spec.add_row("(the resolved specs are identical)", *("" for _ in ids))
 
@@ -92,7 +94,7 @@ def to_tables(comparison: Comparison) -> list[Table]:
     for run_id in ids:
         metrics.add_column(run_id, justify="right")
     for row in comparison.metrics:
-        metrics.add_row(str(row.identity["metric"]),
+        metrics.add_row(_value(row.identity["metric"]),
                         *("-" if v is None else f"{v:.4g}" for v in row.values))
     return [spec, results, metrics]
 

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import click
+from rich.markup import escape
 from rich.table import Table
 
 from service.analysis.compare import curves, metric_label
@@ -60,7 +61,7 @@ def to_tables(rows: Sequence[dict[str, Any]]) -> list[Table]:
                 steps = f"{curve.steps[0]}..{curve.steps[-1]} ({len(curve.steps)})"
                 by_step = " ".join(f"{s}:{_number(v)}" for s, v in zip(curve.steps, curve.values,
                                                                       strict=True))
-            table.add_row(curve.label, steps, _number(curve.values[-1]),
+            table.add_row(escape(curve.label), steps, _number(curve.values[-1]),
                           _number(min(curve.values)), _number(max(curve.values)), by_step)
         tables.append(table)
     return tables
