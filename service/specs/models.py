@@ -161,6 +161,10 @@ class Strict(BaseModel):
 # --------------------------------------------------------------------------- attacks
 
 
+PGD_STEP_FACTOR = 5.0
+"""Evaluation PGD's default step size is this times eps / steps (see ``PGDAttack.step_size``)."""
+
+
 class PGDAttack(Strict):
     """Projected gradient descent (Madry et al. 2018) inside an l_inf or l_2 ball in [0, 1]."""
 
@@ -169,14 +173,18 @@ class PGDAttack(Strict):
     eps: Eps = Field(description="Radius of the ball in pixel space, e.g. 0.3 or 8/255.")
     steps: StepCount = Field(40, ge=1, description="Number of PGD iterations.")
     step_size: PositiveNumber | None = Field(
-        None, description="Step size; default 2.5 * eps / steps (Madry et al.)."
+        None, description="Step size; default 5 * eps / steps (PGD_STEP_FACTOR). Stronger than "
+        "Madry et al.'s training default 2.5 * eps / steps: measured on an l_inf-0.3 mnist_cnn "
+        "that robustlab trained (200 test digits, 189 clean-correct), 20 steps left 97, 92, 89 "
+        "digits robust at 2.5, 3.33 and 5 * eps / steps, 100 steps 93, 91, 90 "
+        "(mnist_challenge's 0.01 is 3.33 * eps / steps)."
     )
     restarts: RestartCount = Field(1, ge=1, description="Random restarts; the worst case per example is kept.")
     random_start: bool = Field(True, description="Start from a uniform point in the ball.")
 
     @property
     def resolved_step_size(self) -> float:
-        return self.step_size if self.step_size is not None else 2.5 * self.eps / self.steps
+        return self.step_size if self.step_size is not None else PGD_STEP_FACTOR * self.eps / self.steps
 
 
 class FGSMAttack(Strict):

@@ -89,7 +89,7 @@ def test_accuracies_worst_case_and_records() -> None:
     assert len({r.key for r in records}) == len(records)
     pgd_linf = by_attack[("pgd", "linf")]
     assert (pgd_linf.steps, pgd_linf.restarts, pgd_linf.eval_eps) == (10, 2, 0.15)
-    assert pgd_linf.step_size == pytest.approx(2.5 * 0.15 / 10)
+    assert pgd_linf.step_size == pytest.approx(5 * 0.15 / 10)  # PGD_STEP_FACTOR
     for record in records:
         bits = unpack_correct(record.per_example, record.n)
         assert record.accuracy == pytest.approx(bits.mean())
