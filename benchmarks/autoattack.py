@@ -27,6 +27,7 @@ import argparse
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -136,8 +137,8 @@ def main() -> None:
     ours = our_components(model, args.norm, args.eps, args.steps, args.queries, g)
     if not args.skip_components:
         for name in ours:
-            ours_x, ours_s = _timed(device, lambda name=name: ours[name](x, y))
-            theirs_x, theirs_s = _timed(device, lambda name=name: theirs[name](x, y))
+            ours_x, ours_s = _timed(device, partial(ours[name], x, y))
+            theirs_x, theirs_s = _timed(device, partial(theirs[name], x, y))
             rows.append(Row(f"{name} alone", _robust(model, ours_x, x, y), ours_s,
                             _robust(model, theirs_x, x, y), theirs_s))
             print(_format([rows[-1]], args.n, header=False), flush=True)

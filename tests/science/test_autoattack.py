@@ -30,10 +30,10 @@ from tests.science.attack_cases import (
 )
 from workers.science.attacks import autoattack
 from workers.science.attacks.autoattack import VERSIONS
-from workers.science.evaluate import evaluate, unpack_correct
+from workers.science.evaluate import AttackSpec, evaluate, unpack_correct
 
 CPU = torch.device("cpu")
-SMALL = {"steps": 10, "queries": 150}
+STEPS, QUERIES = 10, 150
 """A cut-down budget: the composition is under test here, not the reference's strength."""
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -49,7 +49,7 @@ def test_each_component_attacks_only_what_still_stands(robust_small_cnn: MnistCa
     case = robust_small_cnn
     x, y = case.x[:100], case.y[:100]
     model = Recorder(case.model)
-    result = autoattack(model, x, y, norm="linf", eps=0.3, **SMALL,
+    result = autoattack(model, x, y, norm="linf", eps=0.3, steps=STEPS, queries=QUERIES,
                         generator=torch.Generator().manual_seed(0))
     assert [c.name for c in result.components] == list(VERSIONS["standard"])
     standing = result.clean
@@ -92,8 +92,8 @@ def test_evaluation_rows_one_per_component_and_the_worst_case(
 ) -> None:
     case = robust_small_cnn
     data = TensorDataset(case.x[:48], case.y[:48])
-    attacks = [PGDAttack(norm="linf", eps=0.3, steps=10, step_size=0.03),
-               AutoAttack(norm="linf", eps=0.3, **SMALL)]
+    attacks: list[AttackSpec] = [PGDAttack(norm="linf", eps=0.3, steps=10, step_size=0.03),
+                                 AutoAttack(norm="linf", eps=0.3, steps=STEPS, queries=QUERIES)]
     with caplog.at_level(logging.INFO, logger="workers.science.evaluate"):
         result = evaluate(case.model, data, attacks, device=CPU, batch_size=24)
     assert any("checks: +" in line and "forward-backward passes" in line
@@ -107,9 +107,9 @@ def test_evaluation_rows_one_per_component_and_the_worst_case(
     assert all(r.details["seconds"] >= 0 for r in aa)
     assert len({r.key for r in records}) == len(records)
     worst = next(r for r in records if r.attack == "worst_case")
-    bits = [torch.from_numpy(unpack_correct(r.per_example, r.n))
+    bits = [torch.from_numpy(unpack_correct(r.per_example or b"", r.n))
             for r in records if r.attack in ("pgd", "autoattack") and r.variant == ""]
-    assert torch.equal(torch.from_numpy(unpack_correct(worst.per_example, worst.n)),
+    assert torch.equal(torch.from_numpy(unpack_correct(worst.per_example or b"", worst.n)),
                        bits[0] & bits[1])
     clean = records[0]
     assert clean.details["check_cost"]["forward_passes"] > 0
@@ -148,10 +148,10 @@ def test_masked_gradients_are_flagged_and_autoattack_still_breaks_the_model(
 ) -> None:
     case = masked_cnn
     data = TensorDataset(case.x, case.y)
-    attacks = [PGDAttack(norm="linf", eps=0.3, steps=10, step_size=0.03),
-               APGDAttack(norm="linf", eps=0.3, steps=10),
+    attacks: list[AttackSpec] = [PGDAttack(norm="linf", eps=0.3, steps=10, step_size=0.03),
+                                 APGDAttack(norm="linf", eps=0.3, steps=10),
                SquareAttack(norm="linf", eps=0.3, queries=200),
-               AutoAttack(norm="linf", eps=0.3, **SMALL)]
+               AutoAttack(norm="linf", eps=0.3, steps=STEPS, queries=QUERIES)]
     result = evaluate(case.model, data, attacks, device=CPU, batch_size=60)
     assert result.clean_accuracy > 0.7
     pgd_acc, apgd_acc, square_acc, aa_acc = (o.accuracy for o in result.attacks)
