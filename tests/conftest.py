@@ -14,6 +14,7 @@ the end. The databases start empty: a test migrates them when it needs the schem
 from __future__ import annotations
 
 import os
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,6 +31,11 @@ POSTGRES_SERVER = os.environ.get(
     "ROBUSTLAB_TEST_POSTGRES_SERVER", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
 """A database on the test server to connect to while creating and dropping the test database."""
+
+DIGEST_CACHE = Path(tempfile.mkdtemp(prefix="robustlab-test-digests-")) / "file-digests.json"
+os.environ.setdefault("ROBUSTLAB_DIGEST_CACHE", str(DIGEST_CACHE))
+"""The data-hash cache of the test session (and its CLI subprocesses): never the user's
+``~/.cache/robustlab``, which would otherwise collect every test's temporary paths."""
 
 
 @pytest.fixture(scope="session")

@@ -18,6 +18,7 @@ import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,11 +68,24 @@ class DigestCache:
     def __init__(self, path: Path | None) -> None:
         self.path = path
         self._entries: dict[str, dict[str, object]] = self._read()
+        self._dirty = False
         self.computed = 0
         """Files actually read by this cache (for tests and curiosity)."""
 
     def digest(self, file: Path) -> str:
         """sha256 of ``file``: from the cache if its size and mtime are unchanged, else read."""
+        return self.digests([file])[0]
+
+    def digests(self, files: Sequence[Path]) -> list[str]:
+        """sha256 of each file; the cache file is written once at the end, not once per file
+        (an image folder of N files would otherwise rewrite the whole cache N times)."""
+        values = [self._lookup_or_read(file) for file in files]
+        if self._dirty:
+            self._write()
+            self._dirty = False
+        return values
+
+    def _lookup_or_read(self, file: Path) -> str:
         key = str(file.resolve())
         stamp = FileStamp.of(file)
         entry = self._entries.get(key)
@@ -81,7 +95,7 @@ class DigestCache:
         self.computed += 1
         if FileStamp.of(file) == stamp:  # not rewritten while we read it
             self._entries[key] = {"size": stamp.size, "mtime_ns": stamp.mtime_ns, "sha256": value}
-            self._write()
+            self._dirty = True
         return value
 
     def _read(self) -> dict[str, dict[str, object]]:
@@ -111,10 +125,20 @@ class DigestCache:
 _CACHE: DigestCache | None = None
 
 
-def file_digest(path: Path) -> str:
-    """sha256 of one data file, through the process-wide cache (created on first use)."""
+def _process_cache() -> DigestCache:
+    """The process-wide cache (created on first use, again if ROBUSTLAB_DIGEST_CACHE changed)."""
     global _CACHE
     wanted = default_cache_path()
     if _CACHE is None or _CACHE.path != wanted:
         _CACHE = DigestCache(wanted)
-    return _CACHE.digest(path)
+    return _CACHE
+
+
+def file_digest(path: Path) -> str:
+    """sha256 of one data file, through the process-wide cache."""
+    return _process_cache().digest(path)
+
+
+def file_digests(paths: Sequence[Path]) -> list[str]:
+    """sha256 of each data file, through the process-wide cache, saving it once."""
+    return _process_cache().digests(paths)

@@ -56,10 +56,10 @@ def hash_files(root: Path, files: Sequence[Path]) -> str:
     holding the same files agree. A single-file dataset (npz) uses the file's parent as root.
     """
     digest = hashlib.sha256()
-    for path in files:
+    for path, file_hash in zip(files, data_hash.file_digests(files), strict=True):
         digest.update(path.relative_to(root).as_posix().encode())
         digest.update(b"\0")
-        digest.update(file_digest(path).encode())
+        digest.update(file_hash.encode())
         digest.update(b"\n")
     return digest.hexdigest()
 
