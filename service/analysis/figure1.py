@@ -13,7 +13,10 @@ Aggregation, the one rule for the report and the dashboard:
 5. Every attack gives its own points (``attack`` "none" is standard accuracy); a run with
    several evaluations of one attack at one radius (e.g. PGD with 20 and 100 steps) counts
    its worst.
-6. A curve without an ε_train-0 cell borrows the experiment's standard model (of the same
+6. TRADES runs are told apart by β (``adversary.beta``): each β is its own curve, labelled
+   ``trades β=B`` in ``train_method``, so a β sweep traces the frontier instead of collapsing
+   into its newest β.
+7. A curve without an ε_train-0 cell borrows the experiment's standard model (of the same
    training method first, else of another: standard training is the same for every norm and
    method), recorded under no norm or under another norm.
 """
@@ -103,10 +106,20 @@ def figure1_rows(rows: Iterable[Row], runs: Iterable[RunFacts]) -> list[Row]:
             and r["dataset"] not in NON_FIGURE1_DATASETS]
 
 
+def method_label(method: str | None, run: RunFacts) -> str | None:
+    """The training method as Figure 1 names its curve: TRADES with its β (rule 6)."""
+    if method != "trades":
+        return method
+    beta = (run.resolved_spec.get("adversary") or {}).get("beta")
+    return method if beta is None else f"trades β={float(beta):g}"
+
+
 def figure1_points(rows: Iterable[Row], runs: Iterable[RunFacts]) -> list[Figure1Point]:
     """Every Figure 1 point (every attack included), in the paper's order."""
     runs = list(runs)
-    mine = figure1_rows(rows, runs)
+    facts = {run.id: run for run in runs}
+    mine = [{**row, "train_method": method_label(row.get("train_method"), facts[row["run_id"]])}
+            for row in figure1_rows(rows, runs)]
     chosen = chosen_runs(mine, runs)
     by_cell: dict[Cell, list[Row]] = defaultdict(list)
     for row in mine:
@@ -121,7 +134,7 @@ def figure1_points(rows: Iterable[Row], runs: Iterable[RunFacts]) -> list[Figure
 
 
 def _curves(chosen: dict[Cell, list[str]]) -> dict[CurveKey, dict[float, Cell]]:
-    """Curve -> ε_train -> cell, with standard models shared (rule 6)."""
+    """Curve -> ε_train -> cell, with standard models shared (rule 7)."""
     curves: dict[CurveKey, dict[float, Cell]] = defaultdict(dict)
     standard: dict[tuple[str, str, str], list[Cell]] = defaultdict(list)
     for cell in chosen:

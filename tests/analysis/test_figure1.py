@@ -78,3 +78,20 @@ def test_a_curve_without_eps_0_borrows_the_standard_model() -> None:
     rows = [row("std", 0.99), row("l2", 0.95, eps=1.5, norm="l2")]
     curves = standard_curves(figure1_points(rows, runs))
     assert [p.run_ids for p in curves[("mnist", "l2", "e2", None, "cnn")]] == [("std",), ("l2",)]
+
+
+def test_a_trades_beta_sweep_keeps_one_curve_per_beta() -> None:
+    def trades(run_id: str, minutes: int, beta: float) -> RunRecord:
+        spec = {"name": "e2", "seed": 0, "training": {"epochs": 10},
+                "adversary": {"method": "trades", "eps": 0.1, "beta": beta}}
+        return RunRecord(run_id, "e2", "train", T0 + timedelta(minutes=minutes), 0, spec)
+
+    runs = [run("std", 0), trades("b1", 1, 1.0), trades("b6", 2, 6.0)]
+    rows = [row("std", 0.90), row("b1", 0.85, eps=0.1, method="trades"),
+            row("b6", 0.80, eps=0.1, method="trades")]
+    curves = standard_curves(figure1_points(rows, runs))
+    by_beta = {key[3]: [(p.train_eps, p.accuracy) for p in points]
+               for key, points in curves.items() if key[3] and key[3].startswith("trades")}
+    assert by_beta == {"trades β=1": [(0.0, 0.90), (0.1, 0.85)],
+                       "trades β=6": [(0.0, 0.90), (0.1, 0.80)]}, \
+        "the newer β must not hide the older one: each β is a point of the frontier"
