@@ -617,7 +617,7 @@ class TheorySpec(SpecBase):
         description="l_inf radii, each used to train adversarially and to evaluate.",
     )
     models: list[TheoryModelName] = Field(
-        default_factory=lambda: ["averaging", "svm", "logistic"], min_length=1
+        default_factory=lambda: list(get_args(TheoryModelName)), min_length=1
     )
     svm_c: PositiveNumber = Field(
         1.0,
@@ -782,7 +782,7 @@ class VisualizeSpec(SpecBase):
         None, description="Judge of the large-eps examples (target_agreement); none: not measured."
     )
     show: list[VisualizationName] = Field(
-        default_factory=lambda: ["large_eps", "interpolation", "gradients"], min_length=1,
+        default_factory=lambda: list(get_args(VisualizationName)), min_length=1,
         description="What to compute: large_eps (E4), interpolation (E5), gradients (E6).",
     )
     n_images: ExampleCount = Field(10, ge=1, description="Images shown in the pictures (the first ones).")

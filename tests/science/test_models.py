@@ -15,10 +15,10 @@ from workers.science.datasets import DATASETS
 from workers.science.models import (
     LEAKINESS,
     MODELS,
-    ModelBuildError,
     CifarResNet,
     LinearClassifier,
     MnistCNN,
+    ModelBuildError,
     Normalize,
     NormalizedModel,
     PreActResidualUnit,

@@ -18,7 +18,7 @@ matters, ``eval_eps``): ``closed_form_std_accuracy``, ``closed_form_adv_accuracy
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -157,7 +157,7 @@ def samples_hash(samples: Samples) -> str:
 # --------------------------------------------------------------------------- training
 
 
-def train_all(requests: list[tuple[str, float]], spec: TheorySpec, train: Sample,
+def train_all(requests: Sequence[tuple[str, float]], spec: TheorySpec, train: Sample,
               settings: FitSettings, reporter: Reporter,
               on_epoch: Callable[[int], None]) -> list[Trained]:
     """The classifier of each (model name, train eps), all trained together on ``train``."""
