@@ -47,10 +47,12 @@ def sql_box(url: str) -> None:
     try:
         result = queries.run_select(url, sql, limit=limit, timeout_s=SQL_TIMEOUT_S)
     except queries.QueryRefused as exc:
-        st.error(f"Refused: {exc}")
+        st.error("Refused:")
+        st.code(str(exc), language=None)  # may quote the statement: never read as Markdown
         return
     except queries.QueryFailed as exc:
-        st.error(f"The database refused the query: {exc}")
+        st.error("The database refused the query:")
+        st.code(str(exc), language=None)
         return
     if result.truncated:
         st.warning(f"Showing the first {limit} rows only (the row limit).")

@@ -108,7 +108,10 @@ def run_detail(url: str, run_id: str) -> None:
                    f"`robustlab resume {run['id']}` continues it from its last checkpoint.")
     cancel_button(url, run)
     if run["error"]:
-        st.error(run["error"].strip().splitlines()[-1])
+        # The error can carry user text (a dataset path, a spec value): shown as code, never
+        # read as Markdown (an image link in it would make the browser fetch it).
+        st.error("This run failed:")
+        st.code(run["error"].strip().splitlines()[-1], language=None)
         with st.expander("Full error"):
             st.code(run["error"])
     left, right = st.columns(2)

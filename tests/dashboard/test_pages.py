@@ -77,7 +77,8 @@ def test_runs_page_lists_runs_and_shows_failures(dashboard_env: Seeded) -> None:
     assert set(listed["id"]) >= {dashboard_env.failed, dashboard_env.running, dashboard_env.queued}
     at.selectbox(key="runs_run").set_value(dashboard_env.failed)
     rerun(at)
-    assert FAILURE.splitlines()[-1] in texts(at.error)
+    assert texts(at.error) == ["This run failed:"]
+    assert FAILURE.splitlines()[-1] in texts(at.code), "the error as code, not as Markdown"
     assert FAILURE in texts(at.code)
     at.selectbox(key="runs_status").set_value("failed")
     rerun(at)
@@ -332,6 +333,7 @@ def test_results_page_table_and_filters(dashboard_env: Seeded) -> None:
     ("INSERT INTO specs (id, name) VALUES ('x', 'y')", "Refused: only SELECT"),
     ("SELECT 1; DROP TABLE runs", "Refused: only one statement"),
     ("SELECT * FROM nowhere", "The database refused the query: no such table"),
+    ("SELECT '![x](http://127.0.0.1:9/leak)' FROM nowhere", "The database refused the query: "),
 ])
 def test_sql_box_refuses_anything_but_one_select(dashboard_env: Seeded, sql: str,
                                                  message: str) -> None:
@@ -339,7 +341,9 @@ def test_sql_box_refuses_anything_but_one_select(dashboard_env: Seeded, sql: str
     at.text_area(key="results_sql").input(sql)
     at.button(key="results_sql_run").click()
     rerun(at)
-    assert any(e.startswith(message) for e in texts(at.error)), texts(at.error)
+    shown = [f"{error} {code}" for error, code in zip(texts(at.error), texts(at.code), strict=False)]
+    assert any(e.startswith(message) for e in shown), shown
+    assert not any("leak" in str(m.value) for m in at.markdown), "user text read as Markdown"
     assert queries.database_status(dashboard_env.url).runs == len(dashboard_env.fig1) + 6
 
 
