@@ -12,6 +12,7 @@ checkpoints save; what workers change for exact resume is said in README "Exact 
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 from dataclasses import dataclass
 
@@ -55,12 +56,21 @@ def loader_settings(cfg: TrainingConfig, data: Dataset, device: torch.device) ->
                           persistent_workers=persistent and workers > 0)
 
 
+WORKER_START = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+"""How loader workers start: never by a plain fork of this process. A forked worker inherits
+whatever this process holds: in a Celery worker (or after any Celery client was used) kombu's
+after-fork hook then closes the inherited Redis connections from the child and can block on
+them forever, and a process that has initialised CUDA cannot be forked safely either."""
+
+
 def training_loader(data: Dataset, cfg: TrainingConfig, settings: LoaderSettings,
                     generator: torch.Generator) -> DataLoader:
     """Shuffled batches of ``cfg.batch_size``, shuffles drawn from ``generator``."""
+    context = WORKER_START if settings.num_workers > 0 else None
     return DataLoader(data, batch_size=cfg.batch_size, shuffle=True, generator=generator,
                       num_workers=settings.num_workers, pin_memory=settings.pin_memory,
-                      persistent_workers=settings.persistent_workers)
+                      persistent_workers=settings.persistent_workers,
+                      multiprocessing_context=context)
 
 
 def to_device(x: torch.Tensor, y: torch.Tensor, device: torch.device, *, non_blocking: bool,
