@@ -54,7 +54,7 @@ def test_problems_are_marked_at_their_lines() -> None:
     marked = re.findall(r'class="problem-line" data-line="(\d+)"', page)
     assert marked == ["4", "7"]
     assert len(re.findall(r'class="spec-line"', page)) == len(BAD.splitlines()) - 2
-    assert "did you mean &#x27;epochs&#x27;" in page, "messages are HTML-escaped"
+    assert "did you mean &#39;epochs&#39;" in page, "messages are HTML-escaped"
     assert "\n" not in page
 
 
