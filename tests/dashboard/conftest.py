@@ -6,6 +6,7 @@ tests that write (cancel) get their own with ``fresh_seeded``.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +17,16 @@ from service.settings import get_settings
 from tests.dashboard.seed import Seeded, seed_database
 
 REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(autouse=True)
+def _keep_main_module() -> Iterator[None]:
+    """Put back ``sys.modules['__main__']`` after each test: Streamlit's AppTest runs a page
+    as ``__main__`` and leaves it there, and every later process started by forkserver or spawn
+    (the training DataLoader's workers) would then re-run that page on start-up."""
+    main = sys.modules["__main__"]
+    yield
+    sys.modules["__main__"] = main
 
 
 def _seed(root: Path) -> Seeded:
