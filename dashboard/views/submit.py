@@ -64,6 +64,8 @@ def show_validation(text: str, source: str, validation: Validation) -> None:
         st.error(f"{len(validation.problems)} problem"
                  f"{'s' if len(validation.problems) != 1 else ''}")
         st.code("\n".join(str(problem) for problem in validation.problems), language=None)
+    # Safe: annotated_yaml_html writes every piece of user text (the YAML, the messages) through
+    # inert_html, as numeric character references that neither HTML nor Markdown can read.
     st.markdown(annotated_yaml_html(text, validation.problems), unsafe_allow_html=True)
 
 

@@ -16,6 +16,7 @@ import torch
 from scipy.optimize import minimize
 from torch import nn
 
+from tests.science.attack_cases import Recorder
 from workers.science.attacks import exact_linear_attack, fgsm, pgd
 from workers.science.attacks.linear import l2_worst_case, linf_worst_case
 from workers.science.losses import classification_loss, correct
@@ -27,21 +28,6 @@ SLACK = 1e-5
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
-class Recorder(nn.Module):
-    """Wraps a model and keeps every input it is called on, and the mode it was in."""
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-        self.inputs: list[torch.Tensor] = []
-        self.modes: list[bool] = []
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self.inputs.append(x.detach().clone())
-        self.modes.append(self.training)
-        return self.model(x)
 
 
 def mlp(num_outputs: int = 3, seed: int = 0, dropout: float = 0.0) -> nn.Module:
