@@ -41,7 +41,7 @@ from workers.science.checkpoints import (
 from workers.science.experiments.train import run as run_train_kind
 from workers.science.losses import correct
 from workers.science.models import build_model
-from workers.science.records import Cancelled, MemoryReporter, RunContext
+from workers.science.records import Cancelled, CheckpointRecord, MemoryReporter, RunContext
 from workers.science.train import (
     TrainHooks,
     TrainOutcome,
@@ -156,12 +156,19 @@ def test_resumed_training_ends_exactly_where_an_uninterrupted_one_does(
     np.random.rand()
     torch.rand(3)
     epochs_run: list[int] = []
+    resumes: list[tuple[Path, int, list[int]]] = []
     # With a checkpoint the initial weights are irrelevant; without one they are the caller's.
     model_seed = 99 if resumes_from else 0
     resumed = run_training(tmp_path, model_seed=model_seed, checkpoint_every=checkpoint_every,
-                           hooks=TrainHooks(on_epoch=lambda m: epochs_run.append(m.epoch)))
+                           hooks=TrainHooks(on_epoch=lambda m: epochs_run.append(m.epoch),
+                                            on_resume=lambda path, epoch, history: resumes.append(
+                                                (path, epoch, [m.epoch for m in history]))))
     assert resumed.resumed_from == resumes_from
     assert epochs_run == list(range(resumes_from + 1, EPOCHS + 1))  # finished epochs not redone
+    # on_resume is told once what the earlier call did (it may have died before reporting it)
+    done = list(range(1, resumes_from + 1))
+    assert resumes == ([(checkpoint_path(tmp_path, resumes_from), resumes_from, done)]
+                       if resumes_from else [])
     assert_same_parameters(resumed.model, reference.model)
     assert resumed.history == reference.history
 
@@ -474,10 +481,43 @@ def test_train_kind_second_call_resumes_with_the_same_keys(
     run_dir, first = kind_run
     again = MemoryReporter()
     run_train_kind(kind_spec(), context(run_dir, mnist_data_dir, again))
-    assert again.metrics == {}  # no epoch trained again
+    assert again.last_progress == (4.0, 4, "evaluation")
+    # the finished epochs' metrics are reported again from the checkpoint (the store upserts)
+    assert again.metrics == first.metrics
     assert [(c.path, c.final) for c in again.checkpoints] == [(reporter_final(first), True)]
     assert again.evaluations.keys() == first.evaluations.keys()
     assert without_timings(again.rows()) == without_timings(first.rows())
+
+
+class DiesReportingCheckpoint(MemoryReporter):
+    """A reporter whose process "dies" (raises) when told of the checkpoint of ``epoch``:
+    the file is on disk, but neither it nor its epoch's metrics reached the store."""
+
+    def __init__(self, epoch: int) -> None:
+        super().__init__()
+        self.epoch = epoch
+
+    def checkpoint(self, record: CheckpointRecord) -> None:
+        if record.epoch == self.epoch:
+            raise KeyboardInterrupt("killed")
+        super().checkpoint(record)
+
+
+def test_train_kind_killed_between_writing_and_reporting_a_checkpoint_loses_no_record(
+    tmp_path: Path, kind_run: tuple[Path, MemoryReporter], mnist_data_dir: Path
+) -> None:
+    _, uninterrupted = kind_run
+    died = DiesReportingCheckpoint(epoch=2)
+    with pytest.raises(KeyboardInterrupt):
+        run_train_kind(kind_spec(), context(tmp_path, mnist_data_dir, died))
+    assert died.checkpoints == [] and checkpoint_path(tmp_path / "checkpoints", 2).is_file()
+    resumed = MemoryReporter()
+    run_train_kind(kind_spec(), context(tmp_path, mnist_data_dir, resumed))
+    assert [(c.epoch, c.final) for c in resumed.checkpoints] == [(2, False), (3, True)]
+    # what the store would have lost (a recorder holds an epoch's metrics until its checkpoint)
+    assert resumed.metrics.keys() == uninterrupted.metrics.keys()
+    assert all(resumed.metrics[k].value == uninterrupted.metrics[k].value
+               for k in resumed.metrics)
 
 
 def test_train_kind_cancelled_then_resumed_matches_an_uninterrupted_run(

@@ -41,7 +41,7 @@ def run(spec: TrainSpec, ctx: RunContext) -> None:
     model = build_model(spec.model.arch, info.num_classes, dataset=info, kwargs=spec.model.kwargs)
     reports = _Reports(spec, reporter, info.num_classes)
     hooks = TrainHooks(on_batch=reports.training_batch, on_epoch=reports.epoch,
-                       on_checkpoint=reports.intermediate_checkpoint,
+                       on_checkpoint=reports.intermediate_checkpoint, on_resume=reports.resumed,
                        should_stop=reporter.should_stop)
     outcome = train(model, train_data, spec.training, spec.adversary, device=ctx.device,
                     checkpoint_dir=ctx.run_dir / "checkpoints", seed=spec.seed,
@@ -130,6 +130,16 @@ class _Reports:
         """
         if not final:
             self.checkpoint(path, epoch, final=False)
+
+    def resumed(self, path: Path, epoch: int, history: list[EpochMetrics]) -> None:
+        """Report again what the attempt that wrote ``path`` may have died before reporting.
+
+        Its epochs' metrics and the checkpoint itself: the store upserts them, so records that
+        did land stay single. The final checkpoint is left to ``run``, as in training.
+        """
+        for metrics in history:
+            self.epoch(metrics)
+        self.intermediate_checkpoint(path, epoch, epoch == self.epochs)
 
     def checkpoint(self, path: Path, epoch: int, *, final: bool) -> None:
         spec = self.spec

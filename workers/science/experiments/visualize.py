@@ -163,9 +163,14 @@ def _train_in_run(label: str, block: InRunTraining, spec: VisualizeSpec, ctx: Ru
     info = dataset_info(train_spec.dataset, ctx.data_dir)
     seed_everything(train_spec.seed)
     net = build_model(block.model.arch, info.num_classes, dataset=info, kwargs=block.model.kwargs)
+
+    def resumed(_path: Path, _epoch: int, history: list[EpochMetrics]) -> None:
+        for metrics in history:  # the attempt that trained them may have died before the store
+            _report_epoch(ctx.reporter, label, metrics)
+
     hooks = TrainHooks(on_batch=progress.training(label, block.training.epochs),
                        on_epoch=lambda metrics: _report_epoch(ctx.reporter, label, metrics),
-                       should_stop=ctx.reporter.should_stop)
+                       on_resume=resumed, should_stop=ctx.reporter.should_stop)
     outcome = train(net, load_dataset(train_spec.dataset, ctx.data_dir, train=True),
                     block.training, block.adversary, device=ctx.device,
                     checkpoint_dir=ctx.run_dir / "models" / label, seed=train_spec.seed,

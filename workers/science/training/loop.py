@@ -82,12 +82,16 @@ class TrainHooks:
     ``on_batch(epoch_index, batches_done, batches_per_epoch)`` after every batch;
     ``on_epoch(metrics)`` after every epoch, before its checkpoint is written;
     ``on_checkpoint(path, epoch, final)`` after every checkpoint written;
+    ``on_resume(path, epoch, history)`` once, when a call continues from a checkpoint, with the
+    metrics of every epoch already done: a process killed between writing a checkpoint and
+    reporting it (or its epoch) lost those reports, and this is where they are made again;
     ``should_stop()`` at every batch boundary: True raises ``Cancelled``.
     """
 
     on_batch: Callable[[int, int, int], None] | None = None
     on_epoch: Callable[[EpochMetrics], None] | None = None
     on_checkpoint: Callable[[Path, int, bool], None] | None = None
+    on_resume: Callable[[Path, int, list[EpochMetrics]], None] | None = None
     should_stop: Callable[[], bool] | None = None
 
 
@@ -190,7 +194,8 @@ def _batch_setup(adversary: AdversaryConfig, eps: float, precision: Precision) -
 
 def _resume(directory: Path, *, model: nn.Module, optimizer: torch.optim.Optimizer,
             scheduler: torch.optim.lr_scheduler.LRScheduler, generator: torch.Generator,
-            precision: Precision, meta: dict[str, Any]) -> tuple[int, list[EpochMetrics]]:
+            precision: Precision, meta: dict[str, Any],
+            hooks: TrainHooks) -> tuple[int, list[EpochMetrics]]:
     """Load the latest checkpoint into the training state; (epochs done, history) or (0, [])."""
     latest = latest_checkpoint(directory)
     if latest is None:
@@ -205,7 +210,10 @@ def _resume(directory: Path, *, model: nn.Module, optimizer: torch.optim.Optimiz
     scheduler.load_state_dict(payload["scheduler"])
     precision.load_state_dict(payload.get("scaler"))
     restore_rng(payload["rng"], generator)
-    return payload["epoch"], [EpochMetrics(**row) for row in payload["history"]]
+    history = [EpochMetrics(**row) for row in payload["history"]]
+    if hooks.on_resume is not None:
+        hooks.on_resume(latest, payload["epoch"], list(history))
+    return payload["epoch"], history
 
 
 def _overfit_check(model: nn.Module, data: Dataset, adversary: AdversaryConfig, eps: float, *,
@@ -263,7 +271,7 @@ def train(
     loader = training_loader(train_data, cfg, settings, generator)
     start, history = _resume(checkpoint_dir, model=model, optimizer=optimizer,
                              scheduler=scheduler, generator=generator, precision=precision,
-                             meta=meta)
+                             meta=meta, hooks=hooks)
     if start == 0:
         seed_everything(seed)
         generator.manual_seed(seed)
