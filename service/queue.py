@@ -76,7 +76,8 @@ class Submission:
     done: list[RunInfo]
     """An identical cell already succeeded: reported, not run again (``force`` re-runs it)."""
     pending: list[RunInfo]
-    """An identical cell is already queued or running: reported instead of a duplicate."""
+    """An identical cell is already queued, running or interrupted: reported instead of a
+    duplicate (``robustlab resume`` continues an interrupted one)."""
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:

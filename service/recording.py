@@ -50,7 +50,8 @@ class Recorded:
     done: list[RunInfo]
     """An identical cell had already succeeded: not recorded again (unless ``force``)."""
     pending: list[RunInfo]
-    """An identical cell is queued or running (in a worker, or interrupted): not recorded."""
+    """An identical cell is queued, running or interrupted: not recorded (``force`` records a
+    new run beside an interrupted one)."""
 
 
 def new_run_id() -> str:
@@ -82,7 +83,8 @@ def record(loaded: LoadedSpec, store: Store, *, queue: str | None = None,
     """Write the spec and one queued run per grid cell that has no identical run yet.
 
     Cells identical to a succeeded run are reported as done unless ``force``; cells identical
-    to a queued or running run are reported as pending and never recorded twice.
+    to a queued or running run are reported as pending and never recorded twice, and so are
+    cells identical to an interrupted run unless ``force`` (see ``triage``).
     """
     spec = loaded.spec
     spec_id, planned = plan_runs(loaded, queue=queue)
@@ -100,7 +102,9 @@ def triage(planned: Sequence[NewRun], existing: Sequence[RunInfo], *,
     """Split planned cells into (to record, already done, already pending) by content hash.
 
     ``existing`` are runs of the same experiment (a hash covers the name, so identical cells
-    always share it). Failed and cancelled runs do not count: their cells run again.
+    always share it). Failed and cancelled runs do not count: their cells run again. An
+    interrupted run counts as pending (``robustlab resume`` continues it from its checkpoints,
+    a new run would start from nothing) unless ``force``, which records a new run.
     """
     by_hash: dict[str, list[RunInfo]] = {}
     for run in existing:
@@ -112,8 +116,11 @@ def triage(planned: Sequence[NewRun], existing: Sequence[RunInfo], *,
         runs = by_hash.get(cell.spec_hash, [])
         succeeded = [run for run in runs if run.status == RunStatus.SUCCEEDED]
         in_flight = [run for run in runs if run.status in PENDING]
+        interrupted = [run for run in runs if run.status == RunStatus.INTERRUPTED]
         if in_flight:
             pending.append(in_flight[0])
+        elif interrupted and not force:
+            pending.append(interrupted[0])
         elif succeeded and not force:
             done.append(succeeded[0])
         else:

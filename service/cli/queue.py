@@ -31,7 +31,8 @@ from service.store.status import RunStatus
 @overrides_option
 @click.option("--queue", "queue_name", default=None, metavar="NAME",
               help="Queue to put the runs on (default: ROBUSTLAB_DEFAULT_QUEUE, 'gpu').")
-@click.option("--force", is_flag=True, help="Run cells again even if identical ones succeeded.")
+@click.option("--force", is_flag=True,
+              help="Queue cells again even if identical ones succeeded or were interrupted.")
 @friendly_errors
 def submit(spec: str, overrides: Sequence[str], queue_name: str | None, force: bool) -> None:
     """Queue a spec for workers: one run per sweep cell; print the run ids.
@@ -65,8 +66,9 @@ def _summary(submission: Any) -> str:
     parts = [f"{submission.experiment}: {len(submission.queued)} run(s) queued on "
              f"{submission.queue!r}"]
     if submission.pending:
-        parts.append(f"{len(submission.pending)} identical run(s) already queued or running "
-                     "(not queued twice)")
+        parts.append(f"{len(submission.pending)} identical run(s) already queued, running or "
+                     "interrupted (not queued twice; `robustlab resume RUN` continues an "
+                     "interrupted one, --force queues a new one)")
     if submission.done:
         parts.append(f"{len(submission.done)} identical run(s) already succeeded "
                      "(not run again; --force runs them again)")

@@ -57,7 +57,8 @@ class _Bars:
 @click.argument("spec", type=click.Path(dir_okay=False))
 @overrides_option
 @click.option("--device", default=None, help="Override the spec's device (cpu, cuda, cuda:1).")
-@click.option("--force", is_flag=True, help="Run cells again even if identical ones succeeded.")
+@click.option("--force", is_flag=True,
+              help="Run cells again even if identical ones succeeded or were interrupted.")
 @friendly_errors
 def run(spec: str, overrides: Sequence[str], device: str | None, force: bool) -> None:
     """Run a spec in-process (no broker): one run per sweep cell, then print the results.
@@ -65,8 +66,8 @@ def run(spec: str, overrides: Sequence[str], device: str | None, force: bool) ->
     \b
     Cells identical to a succeeded run (same content hash) are not run again: their results
     are shown (--force runs them again). Cells identical to a queued or running run are left
-    to it; if that run was interrupted, `robustlab resume RUN` continues it from its last
-    checkpoint.
+    to it. Cells identical to an interrupted run are left to `robustlab resume RUN`, which
+    continues it from its last checkpoint (--force starts a new run instead).
     """
     loaded = load_spec_file(spec, overrides)  # validate before touching the database (or torch)
     store = open_store()
@@ -83,8 +84,13 @@ def run(spec: str, overrides: Sequence[str], device: str | None, force: bool) ->
         err.print(f"{label(item, 'done')}: an identical run already succeeded (--force runs "
                   "it again)", markup=False)
     for item in outcome.pending:
-        err.print(f"{label(item, item.status)}: an identical run is already {item.status}; if "
-                  f"it was interrupted, `robustlab resume {item.id}` continues it", markup=False)
+        if item.status == RunStatus.INTERRUPTED:
+            err.print(f"{label(item, item.status)}: an identical run was interrupted; `robustlab "
+                      f"resume {item.id}` continues it from its last checkpoint (--force starts "
+                      "a new run)", markup=False)
+        else:
+            err.print(f"{label(item, item.status)}: an identical run is already {item.status}; "
+                      "it is left to the process running it", markup=False)
     _finish(store, outcome.runs, shown=[*outcome.runs, *outcome.done], title=loaded.spec.name)
 
 

@@ -131,6 +131,28 @@ def test_a_signal_to_robustlab_run_marks_the_run_interrupted_and_resumable(
     assert run.duration_s is not None and run.duration_s < 120, "its duration stopped growing"
 
 
+def test_running_the_spec_of_an_interrupted_run_points_to_resume(
+    sqlite_store: tuple[str, Store], tmp_path: Path
+) -> None:
+    """A new run would start from nothing; the interrupted one has checkpoints to go on from."""
+    from service.recording import record
+
+    url, store = sqlite_store
+    (run,) = record(load_spec_text(TINY), store).runs
+    store.set_status(run.id, RunStatus.INTERRUPTED, finished_at=datetime.now(UTC))
+    again = record(load_spec_text(TINY), store)
+    assert (again.runs, [r.id for r in again.pending]) == ([], [run.id])
+    spec = tmp_path / "tiny.yaml"
+    spec.write_text(TINY)
+    shown = robustlab("run", str(spec), cwd=tmp_path, env={"ROBUSTLAB_DATABASE_URL": url})
+    assert shown.returncode == 0, shown.stderr
+    assert f"robustlab resume {run.id}" in shown.stderr and "--force" in shown.stderr
+    assert [r.id for r in store.list_runs(experiment="faults")] == [run.id]  # none recorded
+    forced = record(load_spec_text(TINY), store, force=True)
+    assert len(forced.runs) == 1 and forced.pending == []
+    store.close()
+
+
 # --------------------------------------------------------------------------- stale runs
 
 
