@@ -42,6 +42,7 @@ from kombu import Connection
 from kombu.exceptions import OperationalError
 from kombu.utils.url import maybe_sanitize_url
 
+from service.recording import record
 from service.settings import Settings, get_settings
 from service.specs.loading import LoadedSpec
 from service.specs.models import SPEC_KINDS
@@ -147,8 +148,6 @@ def submit(loaded: LoadedSpec, store: Store | None = None, *, queue: str | None 
 
 def _submit(loaded: LoadedSpec, store: Store, connection: Connection, queue: str,
             force: bool) -> Submission:
-    from service.runner import record  # imports torch: only when something is submitted
-
     recorded = record(loaded, store, queue=queue, force=force)
     if recorded.runs:
         publish(connection, recorded.runs, queue, store)
