@@ -1,6 +1,6 @@
 """Training speed: one epoch of each training method against its floor and a hand-written loop.
 
-The claim measured: robustlab's training loop (``workers.science.train.train``) spends no pass
+The claim measured: robustlab's training loop (``workers.science.training.train``) spends no pass
 on a metric and adds little beyond the passes each method needs, so an epoch costs at most
 about 1.05x its floor:
 
@@ -47,7 +47,7 @@ from service.specs.models import AdversaryConfig, DatasetConfig, TrainingConfig
 from workers.science import data_fetch
 from workers.science.datasets import ImageTensorDataset, load_dataset
 from workers.science.models import build_model
-from workers.science.train import TrainHooks, train
+from workers.science.training import TrainHooks, train
 
 EPS = {"mnist_cnn": 0.3, "cifar_resnet": 8 / 255}
 DATASET = {"mnist_cnn": "fashion_mnist", "cifar_resnet": "cifar10"}

@@ -25,8 +25,8 @@ How to add a built-in
   entry in ``ATTACKS``; its parameters are a ``*Attack`` spec class with ``kind:
   Literal["<kind>"]`` in the ``Attack`` union of ``service/specs/models.py`` (the spec module
   checks at import that the union and ``ATTACKS`` name the same kinds).
-- **A training method**: one module ``workers/science/training/<method>.py`` (or a function
-  in ``workers/science/train.py``) plus one ``TrainingMethodInfo`` entry in
+- **A training method**: one module ``workers/science/training/<method>.py``, named in
+  ``workers/science/training/methods.py``, plus one ``TrainingMethodInfo`` entry in
   ``TRAINING_METHODS``; ``adversary.method`` accepts exactly the names listed there.
 - **An experiment kind**: one module ``workers/science/experiments/<kind>.py`` with ``run(spec,
   ctx)``, one ``ExperimentKindInfo`` entry in ``EXPERIMENT_KINDS`` and its ``*Spec`` class in

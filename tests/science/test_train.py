@@ -42,7 +42,7 @@ from workers.science.experiments.train import run as run_train_kind
 from workers.science.losses import correct
 from workers.science.models import build_model
 from workers.science.records import Cancelled, CheckpointRecord, MemoryReporter, RunContext
-from workers.science.train import (
+from workers.science.training import (
     TrainHooks,
     TrainOutcome,
     build_optimizer,

@@ -26,7 +26,7 @@ from tests.science.test_train import (
 from workers.science.checkpoints import load_checkpoint
 from workers.science.datasets import ImageTensorDataset
 from workers.science.records import Cancelled
-from workers.science.train import METHODS, CatastrophicOverfitting, TrainHooks, train
+from workers.science.training import METHODS, CatastrophicOverfitting, TrainHooks, train
 from workers.science.training.common import BatchSetup, standard
 from workers.science.training.fgsm_rs import fgsm_rs_examples
 from workers.science.training.loader import loader_settings

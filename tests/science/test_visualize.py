@@ -43,7 +43,7 @@ from workers.science.experiments import get_experiment
 from workers.science.experiments.train import checkpoint_meta
 from workers.science.models import build_model
 from workers.science.records import Cancelled, MemoryReporter, RunContext
-from workers.science.train import seed_everything, train
+from workers.science.training import seed_everything, train
 from workers.science.visualize import (
     LARGE_EPS,
     default_large_eps_attacks,

@@ -25,7 +25,7 @@ from workers.science.datasets import data_provenance, dataset_info, load_dataset
 from workers.science.evaluate import evaluate
 from workers.science.models import build_model
 from workers.science.records import CheckpointRecord, MetricRecord, Reporter, RunContext
-from workers.science.train import EpochMetrics, TrainHooks, seed_everything, train
+from workers.science.training import EpochMetrics, TrainHooks, seed_everything, train
 
 
 def run(spec: TrainSpec, ctx: RunContext) -> None:

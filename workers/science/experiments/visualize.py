@@ -69,7 +69,7 @@ from workers.science.records import (
     RunContext,
 )
 from workers.science.state_dicts import load_source_model
-from workers.science.train import EpochMetrics, TrainHooks, seed_everything, train
+from workers.science.training import EpochMetrics, TrainHooks, seed_everything, train
 from workers.science.visualize import (
     class_name,
     default_large_eps_attacks,

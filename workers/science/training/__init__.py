@@ -3,7 +3,7 @@
 One loop (``loop.train``) and one module per method (``pgd``, ``trades``, ``fgsm_rs``), named in
 ``methods.METHODS``; ``common`` holds what the methods share, ``precision`` mixed precision and
 memory format, ``loader`` the DataLoader and device copies, ``overfit`` fgsm_rs' catastrophic-
-overfitting check. ``workers.science.train`` re-exports the public names.
+overfitting check. The rest of robustlab imports the public names from here.
 """
 
 from workers.science.training.common import BatchLoss, BatchSetup, epoch_eps, epoch_step_size
