@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from service.analysis.common import SIGMAS, tolerance
-from service.analysis.figure1 import CurveKey, Figure1Point
+from service.analysis.figure1 import CurveKey, Figure1Point, FrontierKey
 from service.analysis.gallery import Measured, attack_order, attack_text, model_order
 from service.analysis.paper import MIN_EPOCHS, TABLE2_EPS, TABLE4_ADVERSARIAL_GAP, Scale
 from service.analysis.table4 import Table4Row, TopKPoint
@@ -194,6 +194,34 @@ def falls_claim(key: CurveKey, points: Sequence[Figure1Point], scale: Scale | No
                 + (f" (the paper's curve reaches ε {paper:.4g})" if paper else "")
                 + "".join(f"; rises ε {a.train_eps:.4g} → {b.train_eps:.4g}: "
                           f"{pct(a.accuracy)}% → {pct(b.accuracy)}%" for a, b in rises))
+    return judge(section, text, not rises and last.accuracy < first.accuracy, evidence, scale,
+                 paper_scale)
+
+
+def beta_text(dataset: str, norm: str, eps: float) -> str:
+    return (f"{dataset} {norm} TRADES at ε {eps:.4g}: standard accuracy falls as β grows "
+            "(β moves the model along the trade-off)")
+
+
+def beta_claim(key: FrontierKey, points: Sequence[tuple[float, Figure1Point]],
+               scale: Scale | None = None, paper_scale: Scale | None = None) -> Claim:
+    """TRADES' own statement of the trade-off (Zhang et al. 2019): a larger β buys robustness
+    with standard accuracy. Judged like ``falls_claim``, with β in place of ε_train."""
+    dataset, norm, experiment, _, eps = key
+    section, text = f"Figure 1 ({experiment})", beta_text(dataset, norm, eps)
+    if len(points) < 2:
+        return no_data(section, text, "needs TRADES models at two values of β or more")
+    if scale is not None and scale.epochs is not None and scale.epochs < MIN_EPOCHS:
+        return no_data(section, text, f"trained {scale.epochs:g} epoch(s): too few to tell the "
+                       f"trade-off from slower convergence (needs ≥ {MIN_EPOCHS})")
+    pairs = list(zip(points, points[1:], strict=False))
+    rises = [(a, b) for a, b in pairs if b[1].accuracy > a[1].accuracy + tolerance(
+        (a[1].accuracy, a[1].n), (b[1].accuracy, b[1].n))]
+    (first_beta, first), (last_beta, last) = points[0], points[-1]
+    evidence = (f"β {first_beta:g} → {last_beta:g}: {pct(first.accuracy)}% → "
+                f"{pct(last.accuracy)}%"
+                + "".join(f"; rises β {a[0]:g} → {b[0]:g}: {pct(a[1].accuracy)}% → "
+                          f"{pct(b[1].accuracy)}%" for a, b in rises))
     return judge(section, text, not rises and last.accuracy < first.accuracy, evidence, scale,
                  paper_scale)
 

@@ -111,7 +111,42 @@ def method_label(method: str | None, run: RunFacts) -> str | None:
     if method != "trades":
         return method
     beta = (run.resolved_spec.get("adversary") or {}).get("beta")
-    return method if beta is None else f"trades β={float(beta):g}"
+    return method if beta is None else f"{TRADES_LABEL}{float(beta):g}"
+
+
+TRADES_LABEL = "trades β="
+
+
+def trades_beta(method: str | None) -> float | None:
+    """β of a curve that ``method_label`` named ``trades β=B``, else ``None``."""
+    if method is None or not method.startswith(TRADES_LABEL):
+        return None
+    return float(method.removeprefix(TRADES_LABEL))
+
+
+FrontierKey = tuple[str, str, str, str, float]
+"""(dataset, norm, experiment, model, train_eps): one TRADES frontier, traced by β."""
+
+
+def trades_frontiers(
+    curves: dict[CurveKey, list[Figure1Point]],
+) -> dict[FrontierKey, list[tuple[float, Figure1Point]]]:
+    """Standard accuracy of TRADES models by β, per training ε: how β moves along the trade-off.
+
+    ``curves`` are ``standard_curves``; the borrowed standard model (ε_train 0) is no TRADES
+    point and is left out.
+    """
+    frontiers: dict[FrontierKey, list[tuple[float, Figure1Point]]] = defaultdict(list)
+    for (dataset, norm, experiment, method, model), points in curves.items():
+        beta = trades_beta(method)
+        if beta is None:
+            continue
+        for point in points:
+            if point.train_eps > 0:
+                frontiers[(dataset, norm, experiment, model, point.train_eps)].append(
+                    (beta, point))
+    return {key: sorted(found, key=lambda pair: pair[0]) for key, found in
+            sorted(frontiers.items())}
 
 
 def figure1_points(rows: Iterable[Row], runs: Iterable[RunFacts]) -> list[Figure1Point]:

@@ -11,15 +11,17 @@ from collections.abc import Sequence
 
 from matplotlib.figure import Figure
 
-from service.analysis.claims import falls_claim, falls_text, no_data
+from service.analysis.claims import beta_claim, falls_claim, falls_text, no_data
 from service.analysis.figure1 import (
     CurveKey,
     Figure1Point,
     dataset_rank,
     figure1_points,
     standard_curves,
+    trades_beta,
+    trades_frontiers,
 )
-from service.analysis.paper import PAPER_SCALE, TABLE2_EPS
+from service.analysis.paper import PAPER_SCALE, TABLE2_EPS, Scale
 from service.analysis.scale import combined_scale, dataset_title, is_npm_subset, run_scale
 from service.report.document import Section
 from service.report.inputs import ReportInputs
@@ -122,11 +124,20 @@ def figure1_section(inputs: ReportInputs) -> Section:
     missing = [d for d in FIG1_SPECS if not any(k[0] == d for k in curves)]
     section.markdown += [f"No {d} runs yet: {run_hint(FIG1_SPECS[d])}" for d in missing]
     by_id = {run.id: run for run in runs}
+
+    def scale_of(points_: Sequence[Figure1Point]) -> Scale | None:
+        ids = {run_id for p in points_ for run_id in p.run_ids}
+        return combined_scale([run_scale(by_id[i], _test_examples(rows, i), npm)
+                               for i in sorted(ids)])
+
     for key, standard in curves.items():
-        ids = {run_id for p in standard for run_id in p.run_ids}
-        scale = combined_scale([run_scale(by_id[i], _test_examples(rows, i), npm)
-                                for i in sorted(ids)])
-        section.claims.append(falls_claim(key, standard, scale, PAPER_SCALE.get(key[0])))
+        if trades_beta(key[3]) is not None and not any(p.train_eps == 0 for p in standard):
+            continue  # one β at one ε: judged by its frontier over β below
+        section.claims.append(falls_claim(key, standard, scale_of(standard),
+                                          PAPER_SCALE.get(key[0])))
+    for frontier, by_beta in trades_frontiers(curves).items():
+        section.claims.append(beta_claim(frontier, by_beta, scale_of([p for _, p in by_beta]),
+                                         PAPER_SCALE.get(frontier[0])))
     for dataset, norm in TABLE2_EPS:
         if dataset in missing:
             section.claims.append(no_data("Figure 1", falls_text(dataset, norm),

@@ -8,8 +8,17 @@ from typing import Any
 
 import pytest
 
+from service.analysis.claims import beta_claim
 from service.analysis.common import RunRecord
-from service.analysis.figure1 import figure1_frame, figure1_points, standard_curves
+from service.analysis.figure1 import (
+    Figure1Point,
+    FrontierKey,
+    figure1_frame,
+    figure1_points,
+    standard_curves,
+    trades_frontiers,
+)
+from service.analysis.paper import Scale
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -80,12 +89,13 @@ def test_a_curve_without_eps_0_borrows_the_standard_model() -> None:
     assert [p.run_ids for p in curves[("mnist", "l2", "e2", None, "cnn")]] == [("std",), ("l2",)]
 
 
-def test_a_trades_beta_sweep_keeps_one_curve_per_beta() -> None:
-    def trades(run_id: str, minutes: int, beta: float) -> RunRecord:
-        spec = {"name": "e2", "seed": 0, "training": {"epochs": 10},
-                "adversary": {"method": "trades", "eps": 0.1, "beta": beta}}
-        return RunRecord(run_id, "e2", "train", T0 + timedelta(minutes=minutes), 0, spec)
+def trades(run_id: str, minutes: int, beta: float, experiment: str = "e2") -> RunRecord:
+    spec = {"name": experiment, "seed": 0, "training": {"epochs": 10},
+            "adversary": {"method": "trades", "eps": 0.1, "beta": beta}}
+    return RunRecord(run_id, experiment, "train", T0 + timedelta(minutes=minutes), 0, spec)
 
+
+def test_a_trades_beta_sweep_keeps_one_curve_per_beta() -> None:
     runs = [run("std", 0), trades("b1", 1, 1.0), trades("b6", 2, 6.0)]
     rows = [row("std", 0.90), row("b1", 0.85, eps=0.1, method="trades"),
             row("b6", 0.80, eps=0.1, method="trades")]
@@ -95,3 +105,41 @@ def test_a_trades_beta_sweep_keeps_one_curve_per_beta() -> None:
     assert by_beta == {"trades β=1": [(0.0, 0.90), (0.1, 0.85)],
                        "trades β=6": [(0.0, 0.90), (0.1, 0.80)]}, \
         "the newer β must not hide the older one: each β is a point of the frontier"
+
+
+def frontier_of(accuracies: dict[float, float],
+                n: int = 2000) -> tuple[FrontierKey, list[tuple[float, Figure1Point]]]:
+    """The one TRADES frontier of a β sweep without a standard model (its own experiment)."""
+    runs = [trades(f"b{beta:g}", i, beta, "tr") for i, beta in enumerate(accuracies)]
+    rows = [row(f"b{beta:g}", accuracy, eps=0.1, method="trades", experiment="tr", n=n)
+            for beta, accuracy in accuracies.items()]
+    ((key, points),) = trades_frontiers(standard_curves(figure1_points(rows, runs))).items()
+    return key, points
+
+
+def test_a_beta_sweep_is_one_frontier_ordered_by_beta() -> None:
+    key, points = frontier_of({6.0: 0.70, 0.5: 0.80, 1.0: 0.78})
+    assert key == ("mnist", "linf", "tr", "cnn", 0.1)
+    assert [(beta, p.accuracy) for beta, p in points] == [(0.5, 0.80), (1.0, 0.78), (6.0, 0.70)]
+
+
+@pytest.mark.parametrize(("accuracies", "verdict"), [
+    ({0.5: 0.80, 1.0: 0.78, 6.0: 0.70}, "holds"),
+    ({0.5: 0.80, 1.0: 0.805, 6.0: 0.70}, "holds"),  # a rise within sampling noise
+    ({0.5: 0.70, 1.0: 0.78, 6.0: 0.80}, "fails"),  # robustness bought nothing
+    ({0.5: 0.80, 1.0: 0.70, 6.0: 0.79}, "fails"),  # falls, then rises beyond noise
+    ({6.0: 0.70}, "no_data"),
+])
+def test_the_trades_claim_is_that_standard_accuracy_falls_as_beta_grows(
+    accuracies: dict[float, float], verdict: str
+) -> None:
+    key, points = frontier_of(accuracies)
+    claim = beta_claim(key, points)
+    assert claim.verdict == verdict, claim.evidence
+    assert "β" in claim.text and claim.section == "Figure 1 (tr)"
+
+
+def test_the_trades_claim_is_not_judged_on_a_few_epochs() -> None:
+    key, points = frontier_of({0.5: 0.80, 6.0: 0.70})
+    few = Scale(train_examples=4000, epochs=2, test_examples=1000)
+    assert beta_claim(key, points, few).verdict == "no_data"
