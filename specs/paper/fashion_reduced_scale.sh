@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# Figure 1 and the TRADES frontier on real Fashion-MNIST at a scale a 2-core CPU finishes in
+# about an hour (what docs/reproduction.md reports), then the report. The full-size specs,
+# shrunk only with --set (nothing here changes what they measure):
+#
+#   training     10,000 of the 60,000 training images; 5 epochs (specs: 30) of Adam 1e-3 with a
+#                cosine schedule, batch 128; training attack 5 steps of 2.5 * eps / 5 (specs:
+#                40), eps ramped up over the first epoch (specs: 2).
+#   PGD sweep    l_inf eps_train 0, 0.1, 0.2 and l_2 1, 2 (specs: also 0.05, 0.15, 0.5, 1.5).
+#   TRADES       beta 0.5, 1, 3, 6 at l_inf 0.1 (specs: also 0.1 and 10), 5 KL-PGD steps.
+#   evaluation   2,000 of the 10,000 test images; PGD-20 (specs: PGD-100) at l_inf 0.1, 0.2 and
+#                l_2 1, 2 for every model; validity checks off.
+#   AutoAttack   (standard: APGD-CE, APGD-T, FAB-T, Square; 100 iterations, 9 targets, 5,000
+#                queries, as the reference) at l_inf 0.1 and l_2 1, on the first 200 of those
+#                test images, as evaluate runs of the trained models.
+#
+#   specs/paper/fashion_reduced_scale.sh pgd | trades | autoattack | report [DIR] | all
+#
+# pgd and trades are independent: run them in two shells (one torch thread each) to use both
+# cores; autoattack needs both done. Safe to run again after an interruption: `robustlab run`
+# skips cells that already succeeded (`robustlab resume RUN` continues one that was cut off).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+robustlab=${ROBUSTLAB:-.venv/bin/robustlab}
+python=${PYTHON:-.venv/bin/python}
+
+scale="--set dataset.train_subset=10000 --set dataset.test_subset=2000 --set training.epochs=5
+  --set evaluation.checks=false --set checkpoint_every=1"
+pgd20='[{kind: pgd, norm: linf, eps: 0.1, steps: 20}, {kind: pgd, norm: linf, eps: 0.2, steps: 20},
+  {kind: pgd, norm: l2, eps: 1.0, steps: 20}, {kind: pgd, norm: l2, eps: 2.0, steps: 20}]'
+
+prepare() {
+  $robustlab db upgrade
+  $robustlab data fetch fashion_mnist
+}
+
+pgd() {
+  # shellcheck disable=SC2086  # $scale is a list of options
+  $robustlab run specs/paper/e2_fig1_fashion_mnist.yaml $scale --set "evaluation.attacks=$pgd20" \
+    --set 'sweep.adversary=[{method: pgd, norm: linf, eps: 0},
+      {method: pgd, norm: linf, eps: 0.1, steps: 5, ramp_epochs: 1},
+      {method: pgd, norm: linf, eps: 0.2, steps: 5, ramp_epochs: 1},
+      {method: pgd, norm: l2, eps: 1.0, steps: 5, ramp_epochs: 1},
+      {method: pgd, norm: l2, eps: 2.0, steps: 5, ramp_epochs: 1}]'
+}
+
+trades() {
+  # shellcheck disable=SC2086
+  $robustlab run specs/paper/e2_tradeoff_trades_fashion_mnist.yaml $scale \
+    --set "evaluation.attacks=$pgd20" --set adversary.steps=5 --set adversary.ramp_epochs=1 \
+    --set 'sweep.adversary.beta=[0.5, 1, 3, 6]'
+}
+
+# The ids of an experiment's succeeded train runs, newest first.
+runs_of() {
+  $robustlab runs --experiment "$1" --kind train --status succeeded --limit 0 --format json |
+    $python -c 'import json, sys; print(" ".join(run["id"] for run in json.load(sys.stdin)))'
+}
+
+autoattack() {
+  local sources=()
+  for run in $(runs_of e2_fig1_fashion_mnist) $(runs_of e2_tradeoff_trades_fashion_mnist); do
+    sources+=("{run: $run}")
+  done
+  local joined
+  joined=$(IFS=,; echo "${sources[*]}")
+  $robustlab run specs/paper/e2_autoattack_fashion_mnist.yaml --set evaluation.subset=200 \
+    --set "sweep.source=[$joined]"
+}
+
+report() {
+  $robustlab report --out "${1:-docs/reproduction}" --markdown "${1:-docs/reproduction}.md" \
+    --experiment e2_fig1_fashion_mnist --experiment e2_tradeoff_trades_fashion_mnist \
+    --experiment e2_autoattack_fashion_mnist
+}
+
+case "${1:-all}" in
+  pgd) prepare; pgd ;;
+  trades) prepare; trades ;;
+  autoattack) autoattack ;;
+  report) report "${2:-}" ;;
+  all) prepare; pgd; trades; autoattack; report "${2:-}" ;;
+  *) echo "usage: $0 pgd | trades | autoattack | report [DIR] | all" >&2; exit 2 ;;
+esac
