@@ -1,7 +1,7 @@
 """``robustlab report``: the paper's tables and figures regenerated from the results database.
 
 ``collect`` (``inputs``) reads the succeeded runs through ``Store``; ``build_report`` turns
-them into sections, one module each (``theory``, ``figure1``, ``table4``, ``galleries``), whose
+them into sections, one module each (``theory``, ``figure1``, ``evaluations``, ``table4``, ``galleries``), whose
 numbers and claim verdicts come from ``service.analysis`` (the dashboard reads the same);
 ``render`` formats them (Markdown, LaTeX via ``service.results.latex_tabular``, PNGs with
 matplotlib's Agg canvas); ``write_report`` (``document``) writes the Markdown,
@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from service.report.document import Report, Section, write_report
+from service.report.evaluations import evaluations_section
 from service.report.figure1 import figure1_section
 from service.report.galleries import GALLERIES, gallery_section
 from service.report.inputs import ReportInputs, collect
@@ -32,9 +33,11 @@ __all__ = ["Report", "ReportInputs", "Section", "build_report", "collect", "gene
 
 def build_report(inputs: ReportInputs, now: datetime | None = None) -> Report:
     """Every section, in the paper's order."""
+    evaluations = evaluations_section(inputs)
     sections = [
         theory_section(inputs),
         figure1_section(inputs),
+        *([evaluations] if evaluations else []),
         table4_section(inputs),
         *(gallery_section(inputs, gallery) for gallery in GALLERIES),
     ]

@@ -51,21 +51,30 @@ trades() {
     --set 'sweep.adversary.beta=[0.5, 1, 3, 6]'
 }
 
-# The ids of an experiment's succeeded train runs, newest first.
-runs_of() {
-  $robustlab runs --experiment "$1" --kind train --status succeeded --limit 0 --format json |
-    $python -c 'import json, sys; print(" ".join(run["id"] for run in json.load(sys.stdin)))'
+# The succeeded train runs of the two experiments at one threat model, as a YAML list of
+# sources: the PGD sweep's models of that norm, its standard model, and (l_inf) every TRADES β.
+sources_of() {
+  $robustlab runs --status succeeded --limit 0 --format json | $python -c '
+import json, sys
+norm, found = sys.argv[1], {}
+for run in json.load(sys.stdin):  # newest first: the newest run of each cell
+    params = run["params"]
+    if run["experiment"] == "e2_fig1_fashion_mnist":
+        adversary = params.get("adversary", {})
+        if adversary.get("norm") == norm or float(adversary.get("eps", 1)) == 0:
+            found.setdefault(("pgd", float(adversary.get("eps", 0))), run["id"])
+    elif run["experiment"] == "e2_tradeoff_trades_fashion_mnist" and norm == "linf":
+        found.setdefault(("trades", params.get("adversary.beta")), run["id"])
+print("[" + ", ".join(f"{{run: {found[key]}}}" for key in sorted(found, key=str)) + "]")' "$1"
 }
 
 autoattack() {
-  local sources=()
-  for run in $(runs_of e2_fig1_fashion_mnist) $(runs_of e2_tradeoff_trades_fashion_mnist); do
-    sources+=("{run: $run}")
-  done
-  local joined
-  joined=$(IFS=,; echo "${sources[*]}")
   $robustlab run specs/paper/e2_autoattack_fashion_mnist.yaml --set evaluation.subset=200 \
-    --set "sweep.source=[$joined]"
+    --set 'evaluation.attacks=[{kind: pgd, norm: linf, eps: 0.1, steps: 20},
+      {kind: autoattack, norm: linf, eps: 0.1}]' --set "sweep.source=$(sources_of linf)"
+  $robustlab run specs/paper/e2_autoattack_fashion_mnist.yaml --set evaluation.subset=200 \
+    --set 'evaluation.attacks=[{kind: pgd, norm: l2, eps: 1.0, steps: 20},
+      {kind: autoattack, norm: l2, eps: 1.0}]' --set "sweep.source=$(sources_of l2)"
 }
 
 report() {
