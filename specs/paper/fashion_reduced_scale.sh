@@ -11,13 +11,15 @@
 #   evaluation   2,000 of the 10,000 test images; PGD-20 (specs: PGD-100) at l_inf 0.1, 0.2 and
 #                l_2 1, 2 for every model; validity checks off.
 #   AutoAttack   (standard: APGD-CE, APGD-T, FAB-T, Square; 100 iterations, 9 targets, 5,000
-#                queries, as the reference) at l_inf 0.1 and l_2 1, on the first 200 of those
-#                test images, as evaluate runs of the trained models.
+#                queries, as the reference) beside PGD-20, on the first 200 of those test
+#                images, as evaluate runs of the trained models: at l_inf 0.1 for the standard,
+#                l_inf and TRADES models, at l_2 1 for the standard and l_2 models.
 #
-#   specs/paper/fashion_reduced_scale.sh pgd | trades | autoattack | report [DIR] | all
+#   specs/paper/fashion_reduced_scale.sh pgd | trades | autoattack-pgd | autoattack-trades
+#   specs/paper/fashion_reduced_scale.sh report [DIR] | all
 #
 # pgd and trades are independent: run them in two shells (one torch thread each) to use both
-# cores; autoattack needs both done. Safe to run again after an interruption: `robustlab run`
+# cores, then autoattack-pgd and autoattack-trades the same way. Safe to run again after an interruption: `robustlab run`
 # skips cells that already succeeded (`robustlab resume RUN` continues one that was cut off).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -51,30 +53,36 @@ trades() {
     --set 'sweep.adversary.beta=[0.5, 1, 3, 6]'
 }
 
-# The succeeded train runs of the two experiments at one threat model, as a YAML list of
-# sources: the PGD sweep's models of that norm, its standard model, and (l_inf) every TRADES β.
+# The newest succeeded run of each cell of EXPERIMENT trained at NORM (the PGD sweep's standard
+# model too), as a YAML list of sources.
 sources_of() {
-  $robustlab runs --status succeeded --limit 0 --format json | $python -c '
+  $robustlab runs --experiment "$1" --status succeeded --limit 0 --format json | $python -c '
 import json, sys
 norm, found = sys.argv[1], {}
-for run in json.load(sys.stdin):  # newest first: the newest run of each cell
+for run in json.load(sys.stdin):  # newest first
     params = run["params"]
-    if run["experiment"] == "e2_fig1_fashion_mnist":
-        adversary = params.get("adversary", {})
-        if adversary.get("norm") == norm or float(adversary.get("eps", 1)) == 0:
-            found.setdefault(("pgd", float(adversary.get("eps", 0))), run["id"])
-    elif run["experiment"] == "e2_tradeoff_trades_fashion_mnist" and norm == "linf":
-        found.setdefault(("trades", params.get("adversary.beta")), run["id"])
-print("[" + ", ".join(f"{{run: {found[key]}}}" for key in sorted(found, key=str)) + "]")' "$1"
+    adversary = params.get("adversary", {})
+    if "adversary.beta" in params and norm == "linf":
+        found.setdefault(("beta", params["adversary.beta"]), run["id"])
+    elif adversary.get("norm") == norm or float(adversary.get("eps", 1)) == 0:
+        found.setdefault(("eps", float(adversary.get("eps", 0))), run["id"])
+print("[" + ", ".join(f"{{run: {found[key]}}}" for key in sorted(found)) + "]")' "$2"
 }
 
-autoattack() {
+# AutoAttack and PGD-20 at RADIUS of NORM on the models SOURCES.
+attack_models() {
   $robustlab run specs/paper/e2_autoattack_fashion_mnist.yaml --set evaluation.subset=200 \
-    --set 'evaluation.attacks=[{kind: pgd, norm: linf, eps: 0.1, steps: 20},
-      {kind: autoattack, norm: linf, eps: 0.1}]' --set "sweep.source=$(sources_of linf)"
-  $robustlab run specs/paper/e2_autoattack_fashion_mnist.yaml --set evaluation.subset=200 \
-    --set 'evaluation.attacks=[{kind: pgd, norm: l2, eps: 1.0, steps: 20},
-      {kind: autoattack, norm: l2, eps: 1.0}]' --set "sweep.source=$(sources_of l2)"
+    --set "evaluation.attacks=[{kind: pgd, norm: $1, eps: $2, steps: 20},
+      {kind: autoattack, norm: $1, eps: $2}]" --set "sweep.source=$3"
+}
+
+autoattack_pgd() {
+  attack_models linf 0.1 "$(sources_of e2_fig1_fashion_mnist linf)"
+  attack_models l2 1.0 "$(sources_of e2_fig1_fashion_mnist l2)"
+}
+
+autoattack_trades() {
+  attack_models linf 0.1 "$(sources_of e2_tradeoff_trades_fashion_mnist linf)"
 }
 
 report() {
@@ -86,8 +94,10 @@ report() {
 case "${1:-all}" in
   pgd) prepare; pgd ;;
   trades) prepare; trades ;;
-  autoattack) autoattack ;;
+  autoattack-pgd) autoattack_pgd ;;
+  autoattack-trades) autoattack_trades ;;
   report) report "${2:-}" ;;
-  all) prepare; pgd; trades; autoattack; report "${2:-}" ;;
-  *) echo "usage: $0 pgd | trades | autoattack | report [DIR] | all" >&2; exit 2 ;;
+  all) prepare; pgd; trades; autoattack_pgd; autoattack_trades; report "${2:-}" ;;
+  *) echo "usage: $0 pgd | trades | autoattack-pgd | autoattack-trades | report [DIR] | all" >&2
+     exit 2 ;;
 esac
