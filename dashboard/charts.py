@@ -22,6 +22,7 @@ import pandas as pd
 
 from service.analysis.common import Row, RunFacts, is_clean, norm_rank, recency
 from service.analysis.compare import Curve, SideBySide, SpecDifference
+from service.analysis.evaluations import evaluated_frame, evaluated_models
 from service.analysis.figure1 import (
     dataset_rank,
     figure1_frame,
@@ -67,6 +68,19 @@ def figure1_data(evaluations: pd.DataFrame, runs: Iterable[RunFacts]) -> pd.Data
                for attack, eps in zip(frame["attack"], frame["eval_eps"], strict=True)]
     return frame.assign(curve=curve, measure=measure,
                         title=frame["dataset"].map(lambda d: dataset_title(d, npm)))
+
+
+def evaluated_data(evaluations: pd.DataFrame, runs: Sequence[RunFacts]) -> pd.DataFrame:
+    """``service.analysis.evaluations``' table (the report's), accuracies in %, dataset titled."""
+    frame = evaluated_frame(evaluated_models(_records(evaluations), runs, runs))
+    accuracy = [c for c in frame.columns if c == "clean" or c not in EVALUATED_FACTS]
+    frame[accuracy] = (100 * frame[accuracy].astype(float)).round(2)
+    frame["dataset"] = frame["dataset"].map(lambda d: dataset_title(d, False))
+    return frame
+
+
+EVALUATED_FACTS = ("run_id", "dataset", "source_experiment", "source_run", "train_method",
+                   "train_norm", "train_eps", "n")
 
 
 def figure1_panels(data: pd.DataFrame) -> list[tuple[str, str]]:

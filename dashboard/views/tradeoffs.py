@@ -1,5 +1,5 @@
-"""Trade-offs: Figure 1 per dataset (every attack, filterable), Theorem 2.1 over the theory runs
-in its own chart, adversarial against standard accuracy of the trained models, and Figure 2(c).
+"""Trade-offs: Figure 1 per dataset (every attack, filterable), evaluate runs beside the models
+they attacked, Theorem 2.1 over the theory runs in its own chart, adversarial against standard accuracy of the trained models, and Figure 2(c).
 
 Every number comes from ``service.analysis`` through ``dashboard.charts``: the report shows
 the same ones.
@@ -34,6 +34,19 @@ def figure1(evaluations: pd.DataFrame, runs: Sequence[RunFacts]) -> None:
         mine = data[(data["dataset"] == dataset) & (data["train_norm"] == norm)]
         title = f"{mine['title'].iloc[0]} · {norm}"
         components.chart(charts.figure1_chart(mine, title), mine, f"figure1_{dataset}_{norm}")
+
+
+def evaluated(evaluations: pd.DataFrame, runs: Sequence[RunFacts]) -> None:
+    st.subheader("Evaluations of trained models (evaluate runs)")
+    data = charts.evaluated_data(evaluations, runs)
+    if data.empty:
+        st.caption("No succeeded evaluate runs match the filters.")
+        return
+    st.caption("One row per evaluate run: the model it attacked (its training run, method, "
+               "norm, ε_train) and accuracy (%) clean and under each attack, on the same "
+               "examples. AutoAttack is the ensemble's per-example worst case.")
+    st.dataframe(data, hide_index=True)
+    components.csv_download(data, "evaluations.csv", key="tradeoffs_evaluations_csv")
 
 
 def theory(evaluations: pd.DataFrame, runs: Sequence[RunFacts]) -> None:
@@ -82,6 +95,7 @@ else:
     runs = components.analysis_runs(url)
     filtered = components.evaluation_filters(evaluations, key="tradeoffs", keep_clean=True)
     figure1(filtered, runs)
+    evaluated(filtered, runs)
     theory(filtered, runs)
     tradeoff(filtered)
     topk(filtered, runs)

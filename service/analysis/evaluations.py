@@ -12,11 +12,15 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+import pandas as pd
+
 from service.analysis.common import Row, RunFacts, is_clean, norm_rank
 from service.analysis.figure1 import dataset_rank, method_label
 
 AttackKey = tuple[str, str | None, float]
 """(attack, eval_norm, eval_eps)."""
+ATTACK_TITLES = {"pgd": "PGD", "autoattack": "AutoAttack", "fgsm": "FGSM", "apgd": "APGD",
+                 "fab": "FAB", "square": "Square", "worst_case": "worst case"}
 ATTACK_ORDER = ("fgsm", "pgd", "apgd", "fab", "square", "autoattack")
 """Weaker to stronger, roughly; other attacks follow, and the per-example worst case is last."""
 
@@ -77,6 +81,27 @@ def attack_keys(models: Iterable[EvaluatedModel]) -> list[AttackKey]:
     """Every attack of the models, in a stable order: by norm, radius, then attack."""
     keys = {key for model in models for key in model.attacks}
     return sorted(keys, key=lambda key: (norm_rank(key[1]), key[2], _attack_rank(key[0])))
+
+
+def attack_title(key: AttackKey) -> str:
+    """"AutoAttack linf 0.1": the column of one attack at one radius (report and dashboard)."""
+    attack, norm, eps = key
+    return f"{ATTACK_TITLES.get(attack, attack)} {norm} {eps:.4g}"
+
+
+def evaluated_frame(models: Iterable[EvaluatedModel]) -> pd.DataFrame:
+    """One row per evaluate run, one accuracy column (a fraction) per ``attack_title``."""
+    models = list(models)
+    keys = attack_keys(models)
+    records = [{
+        "run_id": m.run_id, "dataset": m.dataset, "source_experiment": m.source_experiment,
+        "source_run": m.source_run, "train_method": m.train_method, "train_norm": m.train_norm,
+        "train_eps": m.train_eps, "n": m.n, "clean": m.clean,
+        **{attack_title(key): m.attacks.get(key) for key in keys},
+    } for m in models]
+    columns = ["run_id", "dataset", "source_experiment", "source_run", "train_method",
+               "train_norm", "train_eps", "n", "clean", *map(attack_title, keys)]
+    return pd.DataFrame(records, columns=columns)
 
 
 def _attack_rank(attack: str) -> int:

@@ -5,21 +5,19 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from service.analysis.evaluations import AttackKey, EvaluatedModel, attack_keys, evaluated_models
+from service.analysis.evaluations import (
+    AttackKey,
+    EvaluatedModel,
+    attack_keys,
+    attack_title,
+    evaluated_models,
+)
 from service.analysis.scale import dataset_title
 from service.report.document import Section
 from service.report.inputs import ReportInputs
 from service.report.render import latex_table, markdown_table, num, pct
 
 EVALUATIONS_TITLE = "Evaluations of trained models (evaluate runs)"
-ATTACK_TITLES = {"pgd": "PGD", "autoattack": "AutoAttack", "fgsm": "FGSM", "apgd": "APGD",
-                 "fab": "FAB", "square": "Square", "worst_case": "worst case"}
-
-
-def attack_title(key: AttackKey) -> str:
-    attack, norm, eps = key
-    return f"{ATTACK_TITLES.get(attack, attack)} {norm} {num(eps)}"
-
 
 def evaluations_section(inputs: ReportInputs) -> Section | None:
     """``None`` when the report holds no evaluate run."""

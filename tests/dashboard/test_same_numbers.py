@@ -108,3 +108,53 @@ def test_report_and_dashboard_show_the_same_figure1(
     assert {d for d, *_ in theirs} == {"MNIST"}, "no theory or binary MNIST in Figure 1"
     assert f"`{repeat}`" in markdown
     assert charts.STANDARD == "standard accuracy"
+
+
+def add_evaluate_run(seeded: Seeded) -> tuple[str, str]:
+    """An evaluate run (PGD and AutoAttack) of the mnist linf ε 0.3 model: (its id, source)."""
+    store = Store(seeded.url, storage=LocalStorage(seeded.artifact_dir))
+    try:
+        source = seeded.fig1[("mnist", "linf", 0.3)]
+        spec_id = store.get_run(source).spec_id
+        run_id = "evaluation1"
+        store.add_runs(spec_id, [NewRun(
+            id=run_id, experiment="aa", kind="evaluate", cell=0, params={},
+            resolved_spec={"name": "aa", "kind": "evaluate", "source": {"run": source}},
+            spec_hash=hashlib.sha256(b"evaluate").hexdigest(), seed=0)])
+        store.mark_running(run_id, host="h", device="cpu", git_sha="0123abcd",
+                           package_versions={})
+        common: dict[str, Any] = dict(model="mnist_cnn", dataset="mnist", n=200,
+                                      train_norm="linf", train_eps=0.3, train_method="pgd")
+        for attack, accuracy in (("none", 0.9), ("pgd", 0.6), ("autoattack", 0.55)):
+            radius = {} if attack == "none" else {"eval_norm": "linf", "eval_eps": 0.3}
+            store.upsert_evaluation(run_id, EvaluationRecord(
+                accuracy=accuracy, attack=attack, **radius, **common))
+        store.upsert_evaluation(run_id, EvaluationRecord(
+            accuracy=0.58, attack="autoattack", eval_norm="linf", eval_eps=0.3,
+            variant="apgd-ce", **common))
+        store.finish_run(run_id, "succeeded")
+        return run_id, source
+    finally:
+        store.close()
+
+
+def test_report_and_dashboard_show_the_same_evaluations(
+        fresh_seeded: Seeded, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    run_id, source = add_evaluate_run(fresh_seeded)
+    store = Store(fresh_seeded.url, storage=LocalStorage(fresh_seeded.artifact_dir))
+    try:
+        generate(store, tmp_path / "report")
+    finally:
+        store.close()
+    markdown = (tmp_path / "report" / "report.md").read_text()
+    section = markdown.split("## Evaluations of trained models")[1].split("\n## ")[0]
+    (line,) = [line for line in section.splitlines() if f"`{run_id}`" in line]
+    ours = [cell.strip() for cell in line.strip("|").split("|")]
+    point_settings_at(monkeypatch, fresh_seeded, tmp_path / "runs")
+    at = open_page("tradeoffs")
+    (table,) = [d.value for d in at.dataframe if "source_run" in d.value.columns]
+    (row,) = table[table["run_id"] == run_id].to_dict("records")
+    assert row["source_run"] == source and row["train_method"] == "pgd"
+    theirs = [f"{row[c]:.2f}" for c in ("clean", "PGD linf 0.3", "AutoAttack linf 0.3")]
+    assert theirs == ["90.00", "60.00", "55.00"], "AutoAttack's component rows are not its value"
+    assert ours[6:9] == theirs, (ours, theirs)
