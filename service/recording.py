@@ -8,6 +8,8 @@ the experiments, and re-exports these names for its callers.
 
 from __future__ import annotations
 
+import logging
+import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -29,6 +31,8 @@ if TYPE_CHECKING:
         MetricRecord,
     )
 
+log = logging.getLogger(__name__)
+
 ProgressFn = Callable[[str, float, str], None]
 """Called with (run_id, fraction done in [0, 1], stage)."""
 
@@ -36,8 +40,10 @@ PENDING_STATUSES = tuple(sorted(PENDING))
 """Kept for callers of the old tuple; ``service.store.status.PENDING`` is the definition."""
 
 STALE_AFTER_S = 120.0
-"""A 'running' run with no progress written for this long has lost its process (it writes at
-least every few seconds while it works), so it may be resumed."""
+"""A 'running' run with no heartbeat for this long has lost its process (``Heartbeat`` writes
+one every ``HEARTBEAT_S`` while it lives, progress or not), so it may be resumed."""
+HEARTBEAT_S = 30.0
+"""How often a running run's process says it is alive: well inside ``STALE_AFTER_S``."""
 
 
 @dataclass(frozen=True)
@@ -209,8 +215,42 @@ class StoreReporter:
             self.flush()
 
 
+class Heartbeat:
+    """While the block runs, a daemon thread writes the run's heartbeat every ``interval_s``.
+
+    Progress alone cannot keep a run alive in the listings: one batch of AutoAttack on a CPU
+    writes none for many minutes, the run then looked stale, and ``robustlab resume`` would
+    have let a second process take it over. The heartbeat says the process lives; progress says
+    how far it got. A failed write is logged and tried again at the next beat (the run's own
+    writes report a lasting outage).
+    """
+
+    def __init__(self, store: Store, run_id: str, *, interval_s: float = HEARTBEAT_S) -> None:
+        self.store = store
+        self.run_id = run_id
+        self.interval_s = interval_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name=f"heartbeat-{run_id}",
+                                        daemon=True)
+
+    def __enter__(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10.0)
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            try:
+                self.store.heartbeat(self.run_id)
+            except Exception:  # noqa: BLE001  a beat lost is not the run lost
+                log.warning("run %s: could not write a heartbeat", self.run_id, exc_info=True)
+
+
 def seconds_since_heartbeat(run: RunInfo) -> float | None:
-    """How long ago the run last wrote progress; ``None`` if it never did."""
+    """How long ago the run last wrote a heartbeat (or progress); ``None`` if it never did."""
     beat = run.heartbeat_at or run.started_at
     if beat is None:
         return None

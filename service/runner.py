@@ -35,6 +35,7 @@ from pydantic import TypeAdapter
 from service.recording import (
     PENDING_STATUSES,
     STALE_AFTER_S,
+    Heartbeat,
     ProgressFn,
     Recorded,
     StoreReporter,
@@ -161,7 +162,8 @@ def execute_run(run_id: str, store: Store, *, device: str | None = None,
     try:  # from here on every way out ends the run: an unwritable runs_dir fails it, too
         ctx = _context(store, run, torch_device, reporter, settings)
         seed_everything(spec.seed)
-        get_experiment(spec.kind)(spec, ctx)
+        with Heartbeat(store, run.id):
+            get_experiment(spec.kind)(spec, ctx)
     except Cancelled:
         reporter.flush()  # what was computed before the cancel is kept
         return store.finish_run(run.id, RunStatus.CANCELLED, error="cancelled on request")

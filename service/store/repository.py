@@ -276,6 +276,19 @@ class Store:
         """Record progress in [0, 1] (clamped) and a heartbeat; ``stage`` ``None`` keeps it."""
         self._update_run(run_id, _progress_values(run_id, progress, stage))
 
+    def heartbeat(self, run_id: str) -> bool:
+        """Say the run's process is alive (``heartbeat_at`` now) if it is still running.
+
+        Whether it was: a run finished, cancelled or taken back meanwhile is left alone.
+        """
+        def work(session: Session) -> bool:
+            result = session.execute(
+                update(Run).where(Run.id == run_id, Run.status == RunStatus.RUNNING.value)
+                .values(heartbeat_at=_now()).execution_options(synchronize_session=False))
+            return bool(getattr(result, "rowcount", 0))
+
+        return self._run(work)
+
     def finish_run(self, run_id: str, status: str, error: str | None = None) -> RunInfo:
         """End a run as succeeded, failed or cancelled, with the reason when there is one."""
         if status not in TERMINAL:

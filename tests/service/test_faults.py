@@ -156,6 +156,41 @@ def test_running_the_spec_of_an_interrupted_run_points_to_resume(
 # --------------------------------------------------------------------------- stale runs
 
 
+def test_a_run_that_writes_no_progress_keeps_its_heartbeat(sqlite_store: tuple[str, Store]
+                                                           ) -> None:
+    """One long batch (AutoAttack on a CPU) writes no progress for minutes: without a
+    heartbeat the run looked stale and `resume` would have let a second process take it."""
+    from service.recording import Heartbeat, is_stale, record
+
+    _, store = sqlite_store
+    (run,) = record(load_spec_text(TINY), store).runs
+    long_ago = datetime.now(UTC) - timedelta(seconds=10 * STALE_AFTER_S)
+    store.set_status(run.id, RunStatus.RUNNING, started_at=long_ago, heartbeat_at=long_ago)
+    assert is_stale(store.get_run(run.id))
+    with Heartbeat(store, run.id, interval_s=0.05):
+        _wait_for(lambda: not is_stale(store.get_run(run.id)), 10, "a heartbeat")
+        assert resumable(store.get_run(run.id)) is not None, "alive: not to be taken over"
+    finished = store.finish_run(run.id, RunStatus.SUCCEEDED)
+    assert not store.heartbeat(run.id), "a finished run's row is left alone"
+    assert store.get_run(run.id).heartbeat_at == finished.heartbeat_at
+    store.close()
+
+
+def test_the_heartbeat_thread_stops_with_its_block(sqlite_store: tuple[str, Store]) -> None:
+    from service.recording import Heartbeat, record
+
+    _, store = sqlite_store
+    (run,) = record(load_spec_text(TINY), store).runs
+    store.set_status(run.id, RunStatus.RUNNING)
+    with Heartbeat(store, run.id, interval_s=0.05) as beat:
+        time.sleep(0.2)
+    assert not beat._thread.is_alive()
+    last = store.get_run(run.id).heartbeat_at
+    time.sleep(0.2)
+    assert store.get_run(run.id).heartbeat_at == last
+    store.close()
+
+
 def test_a_run_whose_process_died_is_shown_as_stale(sqlite_store: tuple[str, Store],
                                                    tmp_path: Path) -> None:
     from service.recording import record
