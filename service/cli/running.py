@@ -90,7 +90,8 @@ def run(spec: str, overrides: Sequence[str], device: str | None, force: bool) ->
                       "a new run)", markup=False)
         else:
             err.print(f"{label(item, item.status)}: an identical run is already {item.status}; "
-                      "it is left to the process running it", markup=False)
+                      "it is left to the process that has it (if that process is gone, "
+                      f"`robustlab resume {item.id}` continues it)", markup=False)
     _finish(store, outcome.runs, shown=[*outcome.runs, *outcome.done], title=loaded.spec.name)
 
 
