@@ -810,6 +810,9 @@ class VisualizeSpec(SpecBase):
             raise ValueError(f"model labels must be unique; repeated: {', '.join(repeated)}")
         if self.measure_images < self.n_images:
             raise ValueError("measure_images must be at least n_images (shown images are measured)")
+        if self.attacks is None and not catalog.large_eps_radii(self.dataset.name):
+            raise ValueError(f"Table 3 gives no large-eps radii for {self.dataset.name!r}: list "
+                             "the attacks (attacks: [{norm: linf, eps: ...}])")
         twin = self._twin_of_independent()
         if twin is not None:
             raise ValueError(
