@@ -62,7 +62,8 @@ def _gaps(models: Sequence[EvaluatedModel]) -> list[str]:
         for (attack, norm, eps), accuracy in model.attacks.items():
             pgd = model.attacks.get(("pgd", norm, eps))
             if attack == "autoattack" and pgd is not None:
-                label = model.train_method or "–"
-                gaps.append(f"{100 * (pgd - accuracy):.1f} ({label} {model.train_norm} "
-                            f"{num(model.train_eps)}, {norm} {num(eps)})")
+                trained = ("standard" if not model.train_eps else
+                           f"{model.train_method or '–'} {model.train_norm} "
+                           f"{num(model.train_eps)}")
+                gaps.append(f"{100 * (pgd - accuracy):.1f} ({trained}; at {norm} {num(eps)})")
     return gaps

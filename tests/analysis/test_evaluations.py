@@ -73,7 +73,7 @@ def test_the_report_shows_each_evaluation_and_the_pgd_to_autoattack_gap(
     text = "\n".join(section.markdown)
     assert "| PGD linf 0.1 | AutoAttack linf 0.1 | worst case linf 0.1 | PGD l2 1 |" in text
     assert "tr `t6` | trades β=6 | linf | 0.1 | 200 | 75.00 | 52.00 | 48.00 | 48.00 | – |" in text
-    assert "lower by 4.0 (trades β=6 linf 0.1, linf 0.1) points" in text
+    assert "lower by 4.0 (trades β=6 linf 0.1; at linf 0.1) points" in text
     assert section.run_ids == {"ev01", "ev02", "t6"}
     assert "evaluations.tex" in section.tables
 
