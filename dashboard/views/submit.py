@@ -101,7 +101,9 @@ def queue(loaded: LoadedSpec) -> None:
     if (warning := no_worker_warning(submitted.queue)) is not None:
         st.warning(warning)
     for runs, what in ((submitted.done, "already succeeded (not run again)"),
-                       (submitted.pending, "already queued or running")):
+                       (submitted.pending, "already queued, running or interrupted "
+                                           "(`robustlab resume RUN` continues an interrupted "
+                                           "one)")):
         if runs:
             st.info(f"{len(runs)} identical run(s) {what}: {' '.join(r.id for r in runs)}")
 
