@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import replace
 
 from matplotlib.figure import Figure
 
@@ -50,28 +51,60 @@ def _curve_title(key: CurveKey, npm: bool) -> str:
     return f"{dataset_title(dataset, npm)} ({norm}{trained}), {experiment}, {model}"
 
 
+def _shown_attacks(attacked: Sequence[Figure1Point]) -> list[tuple[str, float]]:
+    """(attack, radius) lines to draw; the worst case only where it combines several attacks
+    (alone it equals the one attack and would hide its line)."""
+    pairs = sorted({(p.attack, p.eval_eps) for p in attacked})
+    return [(attack, eps) for attack, eps in pairs if attack != "worst_case"
+            or sum(1 for a, e in pairs if e == eps and a != "worst_case") > 1]
+
+
+def _lone_trades(key: CurveKey, standard: Sequence[Figure1Point]) -> bool:
+    """One TRADES β at one ε without a standard model: drawn in its β frontier instead."""
+    return trades_beta(key[3]) is not None and not any(p.train_eps == 0 for p in standard)
+
+
 def figure1_figure(curves: dict[CurveKey, list[Figure1Point]],
                    points: Sequence[Figure1Point], npm: bool) -> bytes:
     """One panel per curve: standard accuracy (solid, ± std over repeats) and each attack at
-    each radius of the curve's norm (dashed)."""
-    keys = list(curves)
-    columns = min(3, len(keys))
-    rows = math.ceil(len(keys) / columns)
-    figure = Figure(figsize=(4.4 * columns, 3.5 * rows))
-    for index, key in enumerate(keys, 1):
-        axes = figure.add_subplot(rows, columns, index)
-        standard = curves[key]
-        axes.errorbar([p.train_eps for p in standard], [100 * p.accuracy for p in standard],
-                      yerr=[100 * (p.accuracy_std or 0.0) for p in standard], fmt="o-",
-                      capsize=3, label="standard accuracy")
+    each radius of the curve's norm (dashed) against ε_train; one panel per TRADES frontier,
+    the same against β."""
+    panels: list[tuple[str, str, list[tuple[float, Figure1Point]], list[Figure1Point]]] = []
+    for key, standard in curves.items():
+        if _lone_trades(key, standard):
+            continue
         attacked = [p for p in points if p.curve == key and not p.standard
                     and p.eval_norm == key[1]]
-        for attack, eps in sorted({(p.attack, p.eval_eps) for p in attacked}):
+        panels.append((_curve_title(key, npm), "ε_train", [(p.train_eps, p) for p in standard],
+                       attacked))
+    for frontier, by_beta in trades_frontiers(curves).items():
+        dataset, norm, experiment, model, eps = frontier
+        betas = {point.train_method: beta for beta, point in by_beta}
+        attacked = [p for p in points if p.train_method in betas and not p.standard
+                    and (p.dataset, p.train_norm, p.experiment, p.model, p.train_eps)
+                    == frontier and p.eval_norm == norm]
+        title = (f"{dataset_title(dataset, npm)} ({norm}, TRADES at ε {eps:.4g}), "
+                 f"{experiment}, {model}")
+        panels.append((title, "β", by_beta,
+                       [replace(p, train_eps=betas[p.train_method]) for p in attacked]))
+    columns = min(3, len(panels))
+    rows = math.ceil(len(panels) / columns)
+    figure = Figure(figsize=(4.4 * columns, 3.5 * rows))
+    for index, (title, xlabel, clean, attacked) in enumerate(panels, 1):
+        axes = figure.add_subplot(rows, columns, index)
+        axes.errorbar([x for x, _ in clean], [100 * p.accuracy for _, p in clean],
+                      yerr=[100 * (p.accuracy_std or 0.0) for _, p in clean], fmt="o-",
+                      capsize=3, label="standard accuracy")
+        for attack, eps in _shown_attacks(attacked):
             line = sorted((p for p in attacked if (p.attack, p.eval_eps) == (attack, eps)),
-                          key=lambda p: p.train_eps)
+                          key=lambda p: p.train_eps)  # β, in a frontier's panel
             axes.plot([p.train_eps for p in line], [100 * p.accuracy for p in line], "s--",
                       label=f"{attack_title(attack)} accuracy, ε={eps:.4g}")
-        axes.set(title=_curve_title(key, npm), xlabel="ε_train", ylabel="test accuracy (%)")
+        if xlabel == "β":
+            axes.set_xscale("log")
+            axes.set_xticks([x for x, _ in clean], [f"{x:g}" for x, _ in clean])
+            axes.minorticks_off()
+        axes.set(title=title, xlabel=xlabel, ylabel="test accuracy (%)")
         axes.title.set_fontsize(8)
         axes.legend(fontsize=7)
     figure.tight_layout()

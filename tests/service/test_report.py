@@ -471,3 +471,17 @@ def test_markdown_can_go_to_another_path(tmp_path: Path, monkeypatch: pytest.Mon
     assert links and all(link.startswith("reproduction/figures/") for link in links)
     assert all((target.parent / link).is_file() for link in links)
     assert not (tmp_path / "docs" / "reproduction" / "report.md").exists()
+
+
+def test_figure1_draws_the_worst_case_only_where_it_combines_attacks() -> None:
+    from service.report.figure1 import _shown_attacks
+
+    def attacked(attack: str, eps: float) -> Figure1Point:
+        return Figure1Point("mnist", "linf", "e2", "pgd", "cnn", 0.1, attack, "linf", eps, 0.5,
+                            None, 1, 100, ("r",))
+
+    alone = [attacked("pgd", 0.1), attacked("worst_case", 0.1)]
+    assert _shown_attacks(alone) == [("pgd", 0.1)], "alone it would hide the PGD line"
+    both = [*alone, attacked("autoattack", 0.1), attacked("pgd", 0.2)]
+    assert _shown_attacks(both) == [("autoattack", 0.1), ("pgd", 0.1), ("pgd", 0.2),
+                                    ("worst_case", 0.1)]
