@@ -22,7 +22,7 @@ import pandas as pd
 
 from service.analysis.common import Row, RunFacts, is_clean, norm_rank, recency
 from service.analysis.compare import Curve, SideBySide, SpecDifference
-from service.analysis.evaluations import evaluated_frame, evaluated_models
+from service.analysis.evaluations import FACT_COLUMNS, evaluated_frame, evaluated_models
 from service.analysis.figure1 import (
     dataset_rank,
     figure1_frame,
@@ -73,14 +73,10 @@ def figure1_data(evaluations: pd.DataFrame, runs: Iterable[RunFacts]) -> pd.Data
 def evaluated_data(evaluations: pd.DataFrame, runs: Sequence[RunFacts]) -> pd.DataFrame:
     """``service.analysis.evaluations``' table (the report's), accuracies in %, dataset titled."""
     frame = evaluated_frame(evaluated_models(_records(evaluations), runs, runs))
-    accuracy = [c for c in frame.columns if c == "clean" or c not in EVALUATED_FACTS]
+    accuracy = [column for column in frame.columns if column not in FACT_COLUMNS]
     frame[accuracy] = (100 * frame[accuracy].astype(float)).round(2)
     frame["dataset"] = frame["dataset"].map(lambda d: dataset_title(d, False))
     return frame
-
-
-EVALUATED_FACTS = ("run_id", "dataset", "source_experiment", "source_run", "train_method",
-                   "train_norm", "train_eps", "n")
 
 
 def figure1_panels(data: pd.DataFrame) -> list[tuple[str, str]]:

@@ -1,5 +1,6 @@
 """Trade-offs: Figure 1 per dataset (every attack, filterable), evaluate runs beside the models
-they attacked, Theorem 2.1 over the theory runs in its own chart, adversarial against standard accuracy of the trained models, and Figure 2(c).
+they attacked, Theorem 2.1 over the theory runs in its own chart, adversarial against standard
+accuracy of the trained models, and Figure 2(c).
 
 Every number comes from ``service.analysis`` through ``dashboard.charts``: the report shows
 the same ones.

@@ -79,6 +79,15 @@ class MetricFacts(Protocol):
     def tags(self) -> dict[str, Any]: ...
 
 
+ATTACK_TITLES = {"pgd": "PGD", "autoattack": "AutoAttack", "fgsm": "FGSM", "apgd": "APGD",
+                 "fab": "FAB", "square": "Square", "worst_case": "worst case"}
+"""How tables and legends name an attack kind (others keep their kind's name)."""
+
+
+def attack_name(attack: str) -> str:
+    return ATTACK_TITLES.get(attack, attack)
+
+
 def is_clean(row: Mapping[str, Any]) -> bool:
     """Standard accuracy: no attack at radius 0."""
     return row["attack"] == "none" and not row["eval_eps"]

@@ -14,13 +14,11 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from service.analysis.common import Row, RunFacts, is_clean, norm_rank
+from service.analysis.common import Row, RunFacts, attack_name, is_clean, norm_rank
 from service.analysis.figure1 import dataset_rank, method_label
 
 AttackKey = tuple[str, str | None, float]
 """(attack, eval_norm, eval_eps)."""
-ATTACK_TITLES = {"pgd": "PGD", "autoattack": "AutoAttack", "fgsm": "FGSM", "apgd": "APGD",
-                 "fab": "FAB", "square": "Square", "worst_case": "worst case"}
 ATTACK_ORDER = ("fgsm", "pgd", "apgd", "fab", "square", "autoattack")
 """Weaker to stronger, roughly; other attacks follow, and the per-example worst case is last."""
 
@@ -86,22 +84,25 @@ def attack_keys(models: Iterable[EvaluatedModel]) -> list[AttackKey]:
 def attack_title(key: AttackKey) -> str:
     """"AutoAttack linf 0.1": the column of one attack at one radius (report and dashboard)."""
     attack, norm, eps = key
-    return f"{ATTACK_TITLES.get(attack, attack)} {norm} {eps:.4g}"
+    return f"{attack_name(attack)} {norm} {eps:.4g}"
+
+
+FACT_COLUMNS = ("run_id", "dataset", "source_experiment", "source_run", "train_method",
+                "train_norm", "train_eps", "n")
+"""``evaluated_frame``'s columns that describe the run; the others ("clean" and one per
+``attack_title``) are accuracies."""
 
 
 def evaluated_frame(models: Iterable[EvaluatedModel]) -> pd.DataFrame:
-    """One row per evaluate run, one accuracy column (a fraction) per ``attack_title``."""
+    """One row per evaluate run: the ``FACT_COLUMNS``, then accuracies (fractions): "clean"
+    and one column per ``attack_title``."""
     models = list(models)
     keys = attack_keys(models)
     records = [{
-        "run_id": m.run_id, "dataset": m.dataset, "source_experiment": m.source_experiment,
-        "source_run": m.source_run, "train_method": m.train_method, "train_norm": m.train_norm,
-        "train_eps": m.train_eps, "n": m.n, "clean": m.clean,
+        **{column: getattr(m, column) for column in FACT_COLUMNS}, "clean": m.clean,
         **{attack_title(key): m.attacks.get(key) for key in keys},
     } for m in models]
-    columns = ["run_id", "dataset", "source_experiment", "source_run", "train_method",
-               "train_norm", "train_eps", "n", "clean", *map(attack_title, keys)]
-    return pd.DataFrame(records, columns=columns)
+    return pd.DataFrame(records, columns=[*FACT_COLUMNS, "clean", *map(attack_title, keys)])
 
 
 def _attack_rank(attack: str) -> int:

@@ -124,6 +124,12 @@ def trades_beta(method: str | None) -> float | None:
     return float(method.removeprefix(TRADES_LABEL))
 
 
+def lone_trades(key: CurveKey, standard: Sequence[Figure1Point]) -> bool:
+    """A TRADES-β curve without a standard model (a β sweep of its own experiment): its
+    points belong to the β frontier (``trades_frontiers``), not to a curve over ε_train."""
+    return trades_beta(key[3]) is not None and not any(p.train_eps == 0 for p in standard)
+
+
 FrontierKey = tuple[str, str, str, str, float]
 """(dataset, norm, experiment, model, train_eps): one TRADES frontier, traced by β."""
 

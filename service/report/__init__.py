@@ -1,8 +1,8 @@
 """``robustlab report``: the paper's tables and figures regenerated from the results database.
 
 ``collect`` (``inputs``) reads the succeeded runs through ``Store``; ``build_report`` turns
-them into sections, one module each (``theory``, ``figure1``, ``evaluations``, ``table4``, ``galleries``), whose
-numbers and claim verdicts come from ``service.analysis`` (the dashboard reads the same);
+them into sections, one module each (``theory``, ``figure1``, ``evaluations``, ``table4``,
+``galleries``), whose numbers and claim verdicts come from ``service.analysis`` (the dashboard reads the same);
 ``render`` formats them (Markdown, LaTeX via ``service.results.latex_tabular``, PNGs with
 matplotlib's Agg canvas); ``write_report`` (``document``) writes the Markdown,
 ``figures/*.png`` and ``tables/*.tex``. The paper's printed numbers live in

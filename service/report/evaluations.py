@@ -19,6 +19,7 @@ from service.report.render import latex_table, markdown_table, num, pct
 
 EVALUATIONS_TITLE = "Evaluations of trained models (evaluate runs)"
 
+
 def evaluations_section(inputs: ReportInputs) -> Section | None:
     """``None`` when the report holds no evaluate run."""
     runs = inputs.runs_of_kind("evaluate")

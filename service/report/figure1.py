@@ -13,13 +13,14 @@ from dataclasses import replace
 from matplotlib.figure import Figure
 
 from service.analysis.claims import beta_claim, falls_claim, falls_text, no_data
+from service.analysis.common import attack_name
 from service.analysis.figure1 import (
     CurveKey,
     Figure1Point,
     dataset_rank,
     figure1_points,
+    lone_trades,
     standard_curves,
-    trades_beta,
     trades_frontiers,
 )
 from service.analysis.paper import PAPER_SCALE, TABLE2_EPS, Scale
@@ -38,13 +39,6 @@ from service.report.render import (
 )
 
 FIG1_TITLE = "Figure 1 (E2): standard accuracy against the training ε"
-ATTACK_TITLES = {"pgd": "PGD", "autoattack": "AutoAttack", "fgsm": "FGSM"}
-
-
-def attack_title(attack: str) -> str:
-    return ATTACK_TITLES.get(attack, attack)
-
-
 def _curve_title(key: CurveKey, npm: bool) -> str:
     dataset, norm, experiment, method, model = key
     trained = f", {method}" if method else ""
@@ -59,11 +53,6 @@ def _shown_attacks(attacked: Sequence[Figure1Point]) -> list[tuple[str, float]]:
             or sum(1 for a, e in pairs if e == eps and a != "worst_case") > 1]
 
 
-def _lone_trades(key: CurveKey, standard: Sequence[Figure1Point]) -> bool:
-    """One TRADES β at one ε without a standard model: drawn in its β frontier instead."""
-    return trades_beta(key[3]) is not None and not any(p.train_eps == 0 for p in standard)
-
-
 def figure1_figure(curves: dict[CurveKey, list[Figure1Point]],
                    points: Sequence[Figure1Point], npm: bool) -> bytes:
     """One panel per curve: standard accuracy (solid, ± std over repeats) and each attack at
@@ -71,7 +60,7 @@ def figure1_figure(curves: dict[CurveKey, list[Figure1Point]],
     the same against β."""
     panels: list[tuple[str, str, list[tuple[float, Figure1Point]], list[Figure1Point]]] = []
     for key, standard in curves.items():
-        if _lone_trades(key, standard):
+        if lone_trades(key, standard):
             continue
         attacked = [p for p in points if p.curve == key and not p.standard
                     and p.eval_norm == key[1]]
@@ -99,7 +88,7 @@ def figure1_figure(curves: dict[CurveKey, list[Figure1Point]],
             line = sorted((p for p in attacked if (p.attack, p.eval_eps) == (attack, eps)),
                           key=lambda p: p.train_eps)  # β, in a frontier's panel
             axes.plot([p.train_eps for p in line], [100 * p.accuracy for p in line], "s--",
-                      label=f"{attack_title(attack)} accuracy, ε={eps:.4g}")
+                      label=f"{attack_name(attack)} accuracy, ε={eps:.4g}")
         if xlabel == "β":
             axes.set_xscale("log")
             axes.set_xticks([x for x, _ in clean], [f"{x:g}" for x, _ in clean])
@@ -117,7 +106,7 @@ def _table(curves: dict[CurveKey, list[Figure1Point]], points: Sequence[Figure1P
                      key=lambda a: (a != "pgd", a))
     methods = any(key[3] for key in curves)
     header = ["dataset", "norm", *(["method"] if methods else []), "experiment", "ε_train",
-              "std acc", "seeds", *(f"{attack_title(a)} acc" for a in attacks), "runs"]
+              "std acc", "seeds", *(f"{attack_name(a)} acc" for a in attacks), "runs"]
     rows = []
     for key, standard in curves.items():
         dataset, norm, experiment, method, _ = key
@@ -164,8 +153,8 @@ def figure1_section(inputs: ReportInputs) -> Section:
                                for i in sorted(ids)])
 
     for key, standard in curves.items():
-        if trades_beta(key[3]) is not None and not any(p.train_eps == 0 for p in standard):
-            continue  # one β at one ε: judged by its frontier over β below
+        if lone_trades(key, standard):
+            continue  # judged by its frontier over β below
         section.claims.append(falls_claim(key, standard, scale_of(standard),
                                           PAPER_SCALE.get(key[0])))
     for frontier, by_beta in trades_frontiers(curves).items():

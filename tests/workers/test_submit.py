@@ -99,7 +99,8 @@ def test_cli_submit_prints_run_ids_and_reports_duplicates(
 
     second = robustlab("submit", str(spec), "--queue", "cpu", env=env, cwd=tmp_path)
     assert second.returncode == 0, second.stderr
-    assert "0 run(s) queued" in second.stderr and "already queued, running or interrupted" in second.stderr
+    assert "0 run(s) queued" in second.stderr
+    assert "already queued, running or interrupted" in second.stderr
     assert sorted(line.split()[0] for line in second.stdout.splitlines()) == sorted(printed)
     assert queue_length(env["ROBUSTLAB_BROKER_URL"], "cpu") == 2
 
