@@ -1,6 +1,7 @@
 # The two commands of the README:
 #   make quickstart   build everything from nothing and run the quickstart on SQLite
-#   make test         build everything from nothing and run the whole test suite
+#   make test         build everything from nothing, lint (ruff, mypy, import-linter) and run
+#                     the whole test suite
 # Everything else here is what those two need.
 
 PYTHON ?= python3
@@ -17,7 +18,7 @@ quickstart: env
 	$(BIN)/robustlab data fetch mnist
 	$(BIN)/robustlab run specs/quickstart.yaml
 
-test: env system-packages services
+test: env system-packages services lint
 	$(BIN)/python -m pytest -q
 
 env: $(STAMP)
@@ -51,8 +52,11 @@ services:
 	@for i in $$(seq 1 30); do pg_isready -q -h 127.0.0.1 -p 5432 && redis-cli -h 127.0.0.1 ping >/dev/null 2>&1 && exit 0; sleep 1; done; \
 	  echo "PostgreSQL or Redis did not come up"; exit 1
 
+# ruff, mypy and import-linter's layer contracts (pyproject.toml); `make test` runs them first.
 lint: env
 	$(BIN)/ruff check .
+	$(BIN)/mypy contract service workers dashboard
+	$(BIN)/lint-imports
 
 # Re-lock after changing dependencies in pyproject.toml.
 lock: env

@@ -34,7 +34,7 @@ import torch
 import torchattacks
 from torch import nn
 
-from service.specs.models import DatasetConfig
+from contract.specs.data import DatasetConfig
 from workers.science.attacks import apgd, autoattack, fab, pgd, square
 from workers.science.attacks.common import synchronize
 from workers.science.checkpoints import load_model

@@ -33,7 +33,7 @@ import torch
 import torchattacks
 from torch import nn
 
-from service.specs.models import DatasetConfig
+from contract.specs.data import DatasetConfig
 from workers.science.attacks import pgd
 from workers.science.attacks.common import attack_mode
 from workers.science.datasets import ImageTensorDataset, load_dataset

@@ -2,7 +2,7 @@
 
 Against the real services (Redis, PostgreSQL) and a real ``robustlab worker --device cpu``:
 
-1. submit-to-start latency: ``service.queue.submit`` called on an idle worker -> the run marked
+1. submit-to-start latency: ``service.queue.submission.submit`` called on an idle worker -> the run marked
    running in the database (aim: under 1 s);
 2. per-run overhead of queue plus store on a run of about a minute: the same ``theory`` spec
    executed in this process with a ``MemoryReporter`` (no queue, no database), then submitted
@@ -42,15 +42,18 @@ from sqlalchemy.engine import make_url
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from service.queue import submit  # noqa: E402
-from service.runner import execute_run, record  # noqa: E402
+from contract.records import MemoryReporter, MetricRecord  # noqa: E402
+from contract.specs.loading import LoadedSpec, load_spec_text  # noqa: E402
+from service.queue.submission import submit  # noqa: E402
+from service.recording import record  # noqa: E402
+from service.runner import execute_run  # noqa: E402
 from service.settings import Settings  # noqa: E402
-from service.specs.loading import LoadedSpec, load_spec_text  # noqa: E402
 from service.store import migrate  # noqa: E402
-from service.store.repository import RunInfo, Store  # noqa: E402
+from service.store.entities import RunInfo  # noqa: E402
+from service.store.repository import Store  # noqa: E402
 from service.store.storage import LocalStorage  # noqa: E402
+from workers.science.context import RunContext  # noqa: E402
 from workers.science.experiments import get_experiment  # noqa: E402
-from workers.science.records import MemoryReporter, MetricRecord, RunContext  # noqa: E402
 
 POSTGRES_SERVER = os.environ.get("ROBUSTLAB_BENCH_POSTGRES",
                                  "postgresql+psycopg://postgres@127.0.0.1:5432/test")

@@ -32,6 +32,7 @@ sys.path.insert(0, str(REPO))
 
 from rich.console import Console  # noqa: E402
 
+from contract.records import EvaluationRecord  # noqa: E402
 from service.results import (  # noqa: E402
     fetch_rows,
     summarise,
@@ -42,9 +43,9 @@ from service.results import (  # noqa: E402
     to_text,
 )
 from service.store import migrate  # noqa: E402
-from service.store.repository import NewRun, Store  # noqa: E402
+from service.store.entities import NewRun  # noqa: E402
+from service.store.repository import Store  # noqa: E402
 from service.store.storage import LocalStorage  # noqa: E402
-from workers.science.records import EvaluationRecord  # noqa: E402
 
 ROBUSTLAB = shutil.which("robustlab", path=str(Path(sys.executable).parent)) or "robustlab"
 ROWS_PER_RUN = 90

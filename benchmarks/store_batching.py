@@ -33,15 +33,16 @@ from sqlalchemy import event
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from service.recording import StoreReporter  # noqa: E402
-from service.runner import record, seed_everything  # noqa: E402
-from service.specs.loading import load_spec_file  # noqa: E402
-from service.specs.sweep import expand  # noqa: E402
+from contract.records import MemoryReporter, Reporter  # noqa: E402
+from contract.specs.loading import load_spec_file  # noqa: E402
+from contract.specs.sweep import expand  # noqa: E402
+from service.recording import StoreReporter, record  # noqa: E402
 from service.store import migrate  # noqa: E402
 from service.store.repository import Store  # noqa: E402
 from service.store.storage import LocalStorage  # noqa: E402
+from workers.science.context import RunContext  # noqa: E402
 from workers.science.experiments import get_experiment  # noqa: E402
-from workers.science.records import MemoryReporter, Reporter, RunContext  # noqa: E402
+from workers.science.training import seed_everything  # noqa: E402
 
 
 def cells(data_dir: Path, train_subset: int, epochs: int) -> dict[str, Any]:

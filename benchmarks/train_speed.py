@@ -43,7 +43,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from service.specs.models import AdversaryConfig, DatasetConfig, TrainingConfig
+from contract.specs.data import DatasetConfig
+from contract.specs.training import AdversaryConfig, TrainingConfig
 from workers.science import data_fetch
 from workers.science.datasets import ImageTensorDataset, load_dataset
 from workers.science.models import build_model

@@ -143,7 +143,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return launch(args.port, host=args.host, headless=not args.browser, extra_args=extra)
     except LaunchRefused as exc:
-        print(f"robustlab dashboard: {exc}", file=sys.stderr)
+        print(f"error: {exc}", file=sys.stderr)
         return 2
 
 

@@ -19,12 +19,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from service.specs.loading import LoadedSpec, Problem, SpecError, load_spec_text
-from service.specs.sweep import expand
+from contract.specs.loading import LoadedSpec, Problem, SpecError, load_spec_text
+from contract.specs.sweep import expand
 from service.store.submitter import SUBMITTED_BY_ENV, submitting_as
 
 if TYPE_CHECKING:  # the queue module imports Celery; load it only when queueing
-    from service.queue import Submission
+    from service.queue.submission import Submission
 
 
 @dataclass(frozen=True)
@@ -207,17 +207,18 @@ class QueueUnavailable(RuntimeError):
 
 
 def queue_module() -> Any:
-    """``service.queue`` if it can be imported; raises ``QueueUnavailable`` otherwise."""
+    """``service.queue.submission`` (which holds ``submit`` and what it needs from
+    ``service.queue.app``) if it can be imported; raises ``QueueUnavailable`` otherwise."""
     try:
-        return importlib.import_module("service.queue")
+        return importlib.import_module("service.queue.submission")
     except ModuleNotFoundError as exc:
-        if exc.name not in ("service.queue", "celery", "kombu"):
+        if exc.name not in ("service.queue", "service.queue.submission", "celery", "kombu"):
             raise
         raise QueueUnavailable(f"queue not available: {exc.name} is not installed") from exc
 
 
 def submit_to_queue(loaded: LoadedSpec, submitted_by: str | None = None) -> Submission:
-    """Record and enqueue every run of the spec through ``service.queue.submit``.
+    """Record and enqueue every run of the spec through ``service.queue.submission.submit``.
 
     The broker comes from the settings (``ROBUSTLAB_BROKER_URL``); when it does not answer,
     nothing is recorded and ``QueueUnavailable`` says so.
@@ -232,7 +233,7 @@ def submit_to_queue(loaded: LoadedSpec, submitted_by: str | None = None) -> Subm
 
 def no_worker_warning(queue_name: str) -> str | None:
     """What to tell the user when no worker consumes ``queue_name`` (asked with a short
-    timeout through ``service.queue.queue_consumers``); ``None`` when one does."""
+    timeout through ``service.queue.app.queue_consumers``); ``None`` when one does."""
     queue = queue_module()
     try:
         if queue.queue_consumers(queue_name):

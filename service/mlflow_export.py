@@ -29,9 +29,10 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.entities import RunStatus as MlflowStatus
 from mlflow.tracking import MlflowClient
 
+from contract.status import RunStatus
 from service.analysis.compare import flatten
-from service.store.repository import ArtifactInfo, MetricInfo, RunInfo, Store
-from service.store.status import RunStatus
+from service.store.entities import ArtifactInfo, MetricInfo, RunInfo
+from service.store.repository import Store
 
 log = logging.getLogger(__name__)
 

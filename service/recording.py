@@ -2,8 +2,8 @@
 
 Torch-free (a test checks ``sys.modules``): ``robustlab submit`` records runs without loading
 the science, and the ``StoreReporter`` that a run writes through needs only the record types
-(imported for type checking). ``service.runner`` is the executing half: it imports torch and
-the experiments, and re-exports these names for its callers.
+of the contract. ``service.runner`` is the executing half: it imports torch and the
+experiments.
 """
 
 from __future__ import annotations
@@ -15,29 +15,21 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from service.specs.hashing import spec_hash
-from service.specs.loading import LoadedSpec
-from service.specs.sweep import expand
-from service.store.repository import NewRun, RunInfo, Store
-from service.store.status import PENDING, RunStatus
-
-if TYPE_CHECKING:
-    from workers.science.records import (
-        ArtifactRecord,
-        CheckpointRecord,
-        EvaluationRecord,
-        MetricRecord,
-    )
+from contract.records import ArtifactRecord, CheckpointRecord, EvaluationRecord, MetricRecord
+from contract.specs.hashing import spec_hash
+from contract.specs.loading import LoadedSpec
+from contract.specs.sweep import expand
+from contract.status import PENDING, RunStatus
+from service.store.entities import NewRun, RunInfo
+from service.store.repository import Store
 
 log = logging.getLogger(__name__)
 
 ProgressFn = Callable[[str, float, str], None]
 """Called with (run_id, fraction done in [0, 1], stage)."""
 
-PENDING_STATUSES = tuple(sorted(PENDING))
-"""Kept for callers of the old tuple; ``service.store.status.PENDING`` is the definition."""
 
 STALE_AFTER_S = 120.0
 """A 'running' run with no heartbeat for this long has lost its process (``Heartbeat`` writes

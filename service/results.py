@@ -1,7 +1,8 @@
 """Flat result rows and their renderings: a terminal table, CSV, JSON, LaTeX and pandas.
 
-One row per evaluation. Accuracy is a fraction in [0, 1]; standard accuracy is the row with
-``eval_eps`` 0 and ``attack`` "none".
+One row per evaluation, with the keys ``contract.columns.COLUMNS`` (the terminal table and
+LaTeX show ``TABLE_COLUMNS``, leaving out those empty in every row). Accuracy is a fraction in
+[0, 1]; standard accuracy is the row with ``eval_eps`` 0 and ``attack`` "none".
 """
 
 from __future__ import annotations
@@ -15,26 +16,14 @@ from typing import TYPE_CHECKING, Any
 from rich.markup import escape
 from rich.table import Table
 
+from contract.columns import COLUMNS, RESULT_COLUMNS, TABLE_COLUMNS
 from service import jsonout
 from service.store.repository import Store
 
 if TYPE_CHECKING:
     import pandas as pd
 
-COLUMNS = (
-    "run_id", "experiment", "kind", "model", "dataset", "split", "train_norm", "train_eps",
-    "train_method", "eval_norm", "eval_eps", "attack", "steps", "step_size", "restarts",
-    "accuracy", "n", "variant", "checks_passed",
-)
-"""The keys of every JSON/CSV row (a contract: scripts parse these)."""
-
-TABLE_COLUMNS = ("run_id", "model", "dataset", "split", "train_norm", "train_eps",
-                 "train_method", "eval_norm", "eval_eps", "attack", "steps", "accuracy", "n",
-                 "variant", "checks_passed")
-"""The columns of the terminal table and LaTeX (those empty in every row are left out).
-``split`` is one of them: Table 4's train and test rows differ only there."""
-
-_RIGHT = frozenset({"train_eps", "eval_eps", "steps", "accuracy", "n"})
+_RIGHT = frozenset(column.name for column in RESULT_COLUMNS if column.right_aligned)
 
 TABLE_LIMIT = 100
 """Rows beyond which ``robustlab results`` summarises instead of drawing every row: rich lays a

@@ -2,7 +2,7 @@
 
 This is the executing half (torch, the experiments). The recording half, torch-free, is
 ``service.recording`` (planning, recording and triaging runs, the batching ``StoreReporter``,
-``resumable``); its names are re-exported here for callers of ``service.runner``.
+``resumable``).
 
 ``robustlab run`` calls ``execute_run`` in-process; the Celery task calls the very same function
 in a worker. Execution is idempotent: a succeeded run is not run again, and an interrupted one
@@ -32,28 +32,22 @@ import numpy as np
 import torch
 from pydantic import TypeAdapter
 
+from contract.records import Cancelled
+from contract.specs.kinds import AnySpec
+from contract.specs.loading import LoadedSpec
+from contract.status import RunStatus
 from service.recording import (
-    PENDING_STATUSES,
-    STALE_AFTER_S,
     Heartbeat,
     ProgressFn,
     Recorded,
     StoreReporter,
-    first_line,
-    new_run_id,
-    plan_runs,
     record,
-    resumable,
-    seconds_since_heartbeat,
-    triage,
 )
 from service.settings import Settings, get_settings
-from service.specs.loading import LoadedSpec
-from service.specs.models import AnySpec
-from service.store.repository import RunInfo, Store
-from service.store.status import RunStatus
+from service.store.entities import RunInfo
+from service.store.repository import Store
+from workers.science.context import RunContext
 from workers.science.experiments import get_experiment
-from workers.science.records import Cancelled, RunContext
 
 log = logging.getLogger(__name__)
 
@@ -281,11 +275,3 @@ def run_spec(loaded: LoadedSpec, store: Store, *, device: str | None = None, for
     executed = [execute_run(run.id, store, device=device, on_progress=on_progress)
                 for run in recorded.runs]
     return replace(recorded, runs=executed)
-
-
-__all__ = [
-    "PENDING_STATUSES", "STALE_AFTER_S", "ProgressFn", "Recorded", "StopSignal", "StoreReporter",
-    "execute_run", "stop_on_signals",
-    "first_line", "new_run_id", "plan_runs", "record", "resumable", "run_spec",
-    "seconds_since_heartbeat", "triage",
-]

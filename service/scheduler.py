@@ -24,10 +24,11 @@ from typing import Any
 
 import yaml
 
-from service.queue import BrokerUnavailable, Submission, submit
+from contract.specs.hashing import spec_hash
+from contract.specs.loading import LoadedSpec, Problem, SpecError, load_spec_file, load_spec_text
+from service.queue.app import BrokerUnavailable
+from service.queue.submission import Submission, submit
 from service.settings import Settings
-from service.specs.hashing import spec_hash
-from service.specs.loading import LoadedSpec, Problem, SpecError, load_spec_file, load_spec_text
 from service.store.repository import Store
 from service.store.scheduling import NewSchedule, ScheduleInfo, Schedules
 

@@ -7,10 +7,14 @@ from pathlib import Path
 from typing import Annotated
 
 from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import NoDecode, SettingsConfigDict
+
+from contract.limits import SpecLimits
 
 
-class Settings(BaseSettings):
+class Settings(SpecLimits):
+    """Every deployment setting, the spec limits (``contract.limits``) included."""
+
     model_config = SettingsConfigDict(env_prefix="ROBUSTLAB_", extra="ignore")
 
     database_url: str = Field(
@@ -108,59 +112,6 @@ class Settings(BaseSettings):
             if path is not None and getattr(self, name) is None:
                 setattr(self, name, SecretStr(Path(path).read_text().strip()))
         return self
-
-    # Spec limits (issue 13): checked when a spec is validated (CLI, dashboard, queue), so an
-    # absurd value is one line and exit 2 instead of a MemoryError, a hang or a database error
-    # at run time. Raise them per deployment; they are not part of any spec or its hash.
-    max_spec_bytes: int = Field(
-        1 << 20, ge=1, description="Largest spec file or text read, in bytes (1 MiB); anything "
-        "that is not a regular file (/dev/zero, a FIFO, a socket) is refused without reading."
-    )
-    max_yaml_depth: int = Field(
-        64, ge=2, description="Deepest nesting of mappings and lists in a spec's YAML, checked "
-        "on the event stream before the recursive composer could overflow the stack."
-    )
-    max_yaml_aliases: int = Field(
-        100, ge=0, description="YAML aliases (*name) a spec may use."
-    )
-    max_yaml_nodes: int = Field(
-        50_000, ge=1, description="Values in a spec's YAML once every alias is expanded "
-        "(a 'billion laughs' document is a few hundred bytes with 10**9 values)."
-    )
-    max_list_items: int = Field(
-        10_000, ge=1, description="Items of any one list in a spec (sweep values included)."
-    )
-    max_sweep_cells: int = Field(
-        10_000, ge=1, description="Grid cells (runs) one spec's sweep may expand to; checked "
-        "from the list lengths before anything is expanded."
-    )
-    max_examples: int = Field(
-        10_000_000, ge=1, description="Largest example count a spec may ask for: theory "
-        "n_train/n_test, dataset and evaluation subsets, images visualised or measured."
-    )
-    max_features: int = Field(
-        1_000_000, ge=1, description="Largest feature dimension d of the theory's distribution."
-    )
-    max_batch_size: int = Field(65_536, ge=1, description="Largest batch size in a spec.")
-    max_epochs: int = Field(
-        100_000, ge=1, description="Largest epoch-like count: epochs (theory and linear_features "
-        "count full-batch steps), milestones, ramp and checkpoint intervals."
-    )
-    max_steps: int = Field(
-        100_000, ge=1, description="Largest attack iteration count (steps of PGD, the training "
-        "adversary, large-eps attacks, overfitting checks) and interpolation points."
-    )
-    max_restarts: int = Field(1_000, ge=1, description="Largest number of attack restarts.")
-    max_queries: int = Field(
-        1_000_000, ge=1, description="Largest query budget of a black-box attack (Square)."
-    )
-    max_theory_values: int = Field(
-        1_000_000_000, ge=1, description="Largest theory sample: (n_train + n_test) x (d + 1) "
-        "float32 values (10**9: 4 GB)."
-    )
-    max_image_size: int = Field(
-        4_096, ge=1, description="Largest image side an image folder may be resized to."
-    )
 
 
 @lru_cache(maxsize=1)

@@ -10,12 +10,12 @@ import pandas as pd
 import streamlit as st
 import yaml
 
+from contract.status import PENDING, RunStatus
 from dashboard import charts, components
 from dashboard.auth import Role, may
 from service.recording import STALE_AFTER_S
 from service.store import queries
 from service.store.repository import Store
-from service.store.status import PENDING, RunStatus
 
 PROVENANCE_FIELDS = ("submitted_by", "spec_hash", "seed", "git_sha", "data_hash", "host", "device", "queue",
                      "task_id", "attempts", "created_at", "started_at", "finished_at",

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from contract.specs.loading import LoadedSpec
 from dashboard import components
 from dashboard.auth import current_user
 from dashboard.submission import (
@@ -29,7 +30,6 @@ from dashboard.submission import (
     validate_spec,
 )
 from service.settings import get_settings
-from service.specs.loading import LoadedSpec
 from service.store import queries
 
 SPECS_DIR = Path("specs")

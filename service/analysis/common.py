@@ -1,7 +1,7 @@
 """What every paper artefact shares: the shapes of its inputs, sampling tolerances, recency.
 
 The analysis layer takes plain data: evaluation rows as dicts (the keys of
-``service.results.COLUMNS``, from ``Store.results`` or a DataFrame's records), runs as
+``contract.columns.COLUMNS``, from ``Store.results`` or a DataFrame's records), runs as
 anything with the attributes of ``RunFacts`` (``service.store.repository.RunInfo`` has them),
 metrics as anything with ``MetricFacts``'s. It imports no database, plotting or web code, so
 the report (matplotlib) and the dashboard (Altair) draw the very same numbers.

@@ -2,7 +2,7 @@
 
 One computation for every view of a comparison: ``robustlab compare`` prints it and the
 dashboard's Compare page draws it. Pure: plain dicts in (a run's resolved spec, its result rows
-as ``service.results.COLUMNS``, its metrics as ``{name, step, value, tags}``), dataclasses out.
+as ``contract.columns.COLUMNS``, its metrics as ``{name, step, value, tags}``), dataclasses out.
 No SQL, no pandas, no plotting: the store's query layer fetches the rows, the views render.
 """
 

@@ -13,8 +13,8 @@ from dataclasses import asdict, dataclass
 
 import pandas as pd
 
+from contract.specs.kinds import TheoryDistribution
 from service.analysis.common import MetricFacts, Row, RunFacts, is_clean, metric_value, named
-from service.specs.models import TheoryDistribution
 
 MODEL_ORDER = ("averaging", "svm", "logistic")
 

@@ -15,8 +15,9 @@ from typing import Any, TypeVar
 import click
 from rich.console import Console
 
-from service.specs.loading import SpecError
-from service.store.repository import RunInfo, Store
+from contract.specs.loading import SpecError
+from service.store.entities import RunInfo
+from service.store.repository import Store
 from service.store.session import StoreError
 
 F = TypeVar("F", bound=Callable[..., Any])

@@ -1,15 +1,17 @@
-"""``dashboard``: serve the Streamlit app (a child process; Streamlit is not imported here).
+"""``dashboard``: serve the Streamlit app through ``python -m dashboard.launch``.
 
-``dashboard.launch`` checks the database through ``service.store.queries``, which imports
-pandas (over a second on a busy 2-core machine), so it is imported inside the command: every
-other ``robustlab`` command would otherwise pay for it at start-up.
+The dashboard is the layer above the CLI (import-linter's layers), so the command runs its
+launcher as a program instead of importing it: the launcher checks the settings (OIDC, the SQL
+box's reader role), refuses in one line with exit code 2, or serves Streamlit until it exits.
+``os.execv`` hands this process over to it, so signals reach it directly.
 """
 
 from __future__ import annotations
 
-import click
+import os
+import sys
 
-from service.cli.common import UserError
+import click
 
 LOOPBACK = "127.0.0.1"
 """The default address (``dashboard.launch.LOOPBACK``; a test keeps the two equal)."""
@@ -22,13 +24,10 @@ LOOPBACK = "127.0.0.1"
 @click.option("--port", default=8501, show_default=True, help="Port to serve on.")
 def dashboard(host: str, port: int) -> None:
     """Start the Streamlit dashboard over ROBUSTLAB_DATABASE_URL and the artifact directory."""
-    from dashboard.launch import LaunchRefused, launch  # pandas: only for this command
-
-    try:
-        code = launch(port, host=host)
-    except LaunchRefused as exc:
-        raise UserError(str(exc)) from None
-    raise SystemExit(code)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, [sys.executable, "-m", "dashboard.launch", "--host", host,
+                              "--port", str(port)])
 
 
 COMMANDS: list[click.Command] = [dashboard]

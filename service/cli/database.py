@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import click
-from sqlalchemy.engine import make_url
 
 from service.cli.common import friendly_errors, out
 from service.settings import get_settings
 from service.store import migrate
+from service.store.session import safe_url
 
 
 @click.group()
@@ -42,11 +42,6 @@ def db_current() -> None:
     url = get_settings().database_url
     out.print(f"database: {migrate.current_revision(url) or 'base (empty)'}  "
               f"code: {migrate.head_revision()}  ({safe_url(url)})")
-
-
-def safe_url(url: str) -> str:
-    """The URL without its password."""
-    return make_url(url).render_as_string(hide_password=True)
 
 
 COMMANDS: list[click.Command] = [db]

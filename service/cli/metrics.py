@@ -18,7 +18,7 @@ from rich.table import Table
 
 from service.analysis.compare import curves, metric_label
 from service.cli.common import err, friendly_errors, open_store, out
-from service.store.repository import MetricInfo
+from service.store.entities import MetricInfo
 
 METRIC_COLUMNS = ("run_id", "name", "tags", "step", "value")
 """The keys of every JSON/CSV row of ``robustlab metrics`` (a contract: scripts parse these)."""

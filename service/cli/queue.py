@@ -11,6 +11,8 @@ from typing import Any
 
 import click
 
+from contract.specs.loading import load_spec_file
+from contract.status import RunStatus
 from service.cli.common import (
     LOG_LEVELS,
     UserError,
@@ -22,8 +24,6 @@ from service.cli.common import (
     params_text,
 )
 from service.settings import get_settings
-from service.specs.loading import load_spec_file
-from service.store.status import RunStatus
 
 
 @click.command()
@@ -43,8 +43,8 @@ def submit(spec: str, overrides: Sequence[str], queue_name: str | None, force: b
     Needs the broker (ROBUSTLAB_BROKER_URL) and `robustlab worker` processes to execute.
     """
     loaded = load_spec_file(spec, overrides)  # validate before touching anything
-    from service.queue import BrokerUnavailable  # Celery
-    from service.queue import submit as submit_spec
+    from service.queue.app import BrokerUnavailable  # Celery
+    from service.queue.submission import submit as submit_spec
 
     store = open_store()
     try:
@@ -76,7 +76,7 @@ def _summary(submission: Any) -> str:
 
 
 def _check_device(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
-    from service.queue import DEVICE_PATTERN  # Celery, only when --device is given
+    from service.queue.app import DEVICE_PATTERN  # Celery, only when --device is given
 
     if value is not None and not DEVICE_PATTERN.fullmatch(value):
         raise click.BadParameter("must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'")
@@ -96,7 +96,8 @@ def worker(queues: str | None, device: str | None, loglevel: str) -> None:
 
     A run whose worker dies is delivered again and resumes from its last checkpoint.
     """
-    from service.queue import BrokerUnavailable, check_broker_url, start_worker  # Celery
+    from service.queue.app import BrokerUnavailable, check_broker_url  # Celery
+    from service.queue.worker import start_worker
 
     try:
         check_broker_url(get_settings().broker_url)

@@ -12,6 +12,8 @@ from typing import Any
 import click
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
+from contract.specs.loading import load_spec_file
+from contract.status import RunStatus
 from service.cli.common import (
     EXIT_RUN_FAILED,
     err,
@@ -22,10 +24,10 @@ from service.cli.common import (
     out,
     overrides_option,
 )
+from service.recording import resumable
 from service.results import fetch_rows, to_table
-from service.specs.loading import load_spec_file
-from service.store.repository import RunInfo, Store
-from service.store.status import RunStatus
+from service.store.entities import RunInfo
+from service.store.repository import Store
 
 
 class _Bars:
@@ -124,7 +126,7 @@ def resume(runs: Sequence[str], device: str | None, force: bool) -> None:
     chosen = []
     for run_id in runs:
         item = store.get_run(run_id)
-        reason = runner.resumable(item, force=force)
+        reason = resumable(item, force=force)
         if reason is None:
             chosen.append(item)
         else:

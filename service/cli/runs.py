@@ -11,13 +11,13 @@ from typing import Any
 import click
 from rich.table import Table
 
+from contract.status import RunStatus
 from service import jsonout
 from service.cli.common import first_line, friendly_errors, open_store, out
 from service.recording import is_stale, shown_duration_s, shown_status
 from service.results import fetch_rows, to_table
 from service.settings import get_settings
-from service.store.repository import RunInfo
-from service.store.status import RunStatus
+from service.store.entities import RunInfo
 
 
 def run_dict(item: RunInfo) -> dict[str, Any]:

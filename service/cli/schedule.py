@@ -122,7 +122,8 @@ def beat(interval: float, loglevel: str) -> None:
 
     Run one beat per deployment (two are safe: each checkpoint is still enqueued once).
     """
-    from service.queue import BrokerUnavailable, check_broker_url, start_beat  # Celery
+    from service.queue.app import BrokerUnavailable, check_broker_url  # Celery
+    from service.queue.worker import start_beat
 
     try:
         check_broker_url(get_settings().broker_url)

@@ -6,10 +6,10 @@ from collections.abc import Sequence
 
 import click
 
+from contract.specs.loading import SpecError, load_spec_file
+from contract.specs.schema import SCHEMA_PATH, render_schema, write_schema
+from contract.specs.sweep import expand
 from service.cli.common import EXIT_BAD_INPUT, err, out, overrides_option
-from service.specs.loading import SpecError, load_spec_file
-from service.specs.schema import SCHEMA_PATH, render_schema, write_schema
-from service.specs.sweep import expand
 
 
 @click.command()

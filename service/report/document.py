@@ -13,7 +13,7 @@ from pathlib import Path
 from service.analysis.claims import SIGMAS, VERDICT_LABELS, Claim
 from service.report.inputs import ReportInputs
 from service.report.render import FIGURES, claim_list, markdown_table
-from service.store.repository import ArtifactInfo, RunInfo
+from service.store.entities import ArtifactInfo, RunInfo
 
 
 @dataclass

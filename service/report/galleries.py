@@ -22,7 +22,7 @@ from service.analysis.gallery import (
 from service.report.document import Section
 from service.report.inputs import ReportInputs
 from service.report.render import copy_name, image, markdown_table, run_hint
-from service.store.repository import ArtifactInfo
+from service.store.entities import ArtifactInfo
 
 
 @dataclass(frozen=True)

@@ -7,9 +7,10 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+from contract.status import RunStatus
 from service.analysis.common import Row, recency, rows_of
-from service.store.repository import ArtifactInfo, MetricInfo, RunInfo, Store
-from service.store.status import RunStatus
+from service.store.entities import ArtifactInfo, MetricInfo, RunInfo
+from service.store.repository import Store
 
 REPORT_METRICS = (
     "weight_x1", "weight_rest_l1", "weight_l1", "low_correlation_weight_fraction",

@@ -15,7 +15,7 @@ from matplotlib.figure import Figure
 
 from service.analysis.claims import Claim, pct
 from service.results import latex_tabular
-from service.store.repository import ArtifactInfo
+from service.store.entities import ArtifactInfo
 
 __all__ = ["pct"]
 

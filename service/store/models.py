@@ -14,6 +14,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     CheckConstraint,
+    Column,
     DateTime,
     Float,
     ForeignKey,
@@ -22,13 +23,15 @@ from sqlalchemy import (
     LargeBinary,
     MetaData,
     String,
+    Table,
     Text,
     UniqueConstraint,
     func,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-from service.store.status import RunStatus, check_constraint_sql
+from contract.columns import STORED_COLUMNS, ResultColumn
+from contract.status import RunStatus, check_constraint_sql
 
 RUN_STATUSES = tuple(status.value for status in RunStatus)
 """The status values in order, for callers that want plain strings (``RunStatus`` defines them)."""
@@ -114,40 +117,42 @@ class Run(Base):
     spec_row: Mapped[Spec] = relationship(back_populates="runs")
 
 
-class Evaluation(Base):
-    """One accuracy: model x split x threat model x eps x attack configuration."""
+_SQL_TYPES = {"str": String, "float": Float, "int": Integer, "bool": Boolean}
 
-    __tablename__ = "evaluations"
-    __table_args__ = (
+
+def _result_column(column: ResultColumn) -> Column[Any]:
+    """The database column of one stored result column (``contract.columns``)."""
+    sql_type = _SQL_TYPES[column.type]
+    return Column(column.name, sql_type(column.length) if column.length else sql_type(),
+                  nullable=column.nullable)
+
+
+class Evaluation(Base):
+    """One accuracy: model x split x threat model x eps x attack configuration.
+
+    Its result columns are ``contract.columns.STORED_COLUMNS`` (defined once, on
+    ``EvaluationRecord``); the others are the row's identity, its JSON and its bits.
+    """
+
+    __table__ = Table(
+        "evaluations", Base.metadata,
+        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column("run_id", ForeignKey("runs.id", ondelete="CASCADE"), nullable=False, index=True),
+        Column("key", String(400), nullable=False),
+        *(_result_column(column) for column in STORED_COLUMNS),
+        Column("checks", JSON, nullable=False, default=dict),
+        Column("details", JSON, nullable=False, default=dict),
+        Column("per_example", LargeBinary),
+        Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
         UniqueConstraint("run_id", "key", name="run_key"),
         CheckConstraint("accuracy >= 0 AND accuracy <= 1", name="accuracy_range"),
         Index("ix_evaluations_lookup", "dataset", "train_norm", "train_eps", "eval_eps"),
     )
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
-    key: Mapped[str] = mapped_column(String(400))
-    model: Mapped[str] = mapped_column(String(64))
-    dataset: Mapped[str] = mapped_column(String(64))
-    split: Mapped[str] = mapped_column(String(16))
-    train_norm: Mapped[str | None] = mapped_column(String(8))
-    train_eps: Mapped[float] = mapped_column(Float)
-    train_method: Mapped[str | None] = mapped_column(String(16))
-    """The training adversary's method (pgd, trades, fgsm_rs); NULL on rows older than 0003."""
-    eval_norm: Mapped[str | None] = mapped_column(String(8))
-    eval_eps: Mapped[float] = mapped_column(Float)
-    attack: Mapped[str] = mapped_column(String(32))
-    steps: Mapped[int | None] = mapped_column(Integer)
-    step_size: Mapped[float | None] = mapped_column(Float)
-    restarts: Mapped[int | None] = mapped_column(Integer)
-    accuracy: Mapped[float] = mapped_column(Float)
-    n: Mapped[int] = mapped_column(Integer)
-    variant: Mapped[str] = mapped_column(String(120), default="")
-    checks: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    checks_passed: Mapped[bool | None] = mapped_column(Boolean)
-    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    per_example: Mapped[bytes | None] = mapped_column(LargeBinary)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+EVALUATION_COLUMNS = Evaluation.__table__.c
+"""The evaluations table's columns by name (``EVALUATION_COLUMNS.accuracy``), for queries: its
+result columns are generated, so the class declares no attribute for them."""
 
 
 class Metric(Base):

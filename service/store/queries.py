@@ -21,9 +21,11 @@ from typing import Any, TypeVar
 import pandas as pd
 from sqlalchemy import Engine, func, select
 
+from contract.columns import COLUMNS
+from contract.status import RunStatus
 from service.store.migrate import check_schema
-from service.store.models import RUN_STATUSES, Artifact, Evaluation, Metric, Run
-from service.store.session import NO_RETRY, StoreError, make_engine, normalise_url
+from service.store.models import EVALUATION_COLUMNS, RUN_STATUSES, Artifact, Evaluation, Metric, Run
+from service.store.session import NO_RETRY, StoreError, make_engine, safe_url
 from service.store.sql_box import (
     QueryFailed,
     QueryRefused,
@@ -33,7 +35,6 @@ from service.store.sql_box import (
     check_select,
     run_select,
 )
-from service.store.status import RunStatus
 from service.store.storage import LocalStorage
 
 T = TypeVar("T")
@@ -51,12 +52,8 @@ RUN_COLUMNS = (
     "created_at", "started_at", "finished_at", "cancel_requested", "queue", "device",
     "submitted_by", "heartbeat_at",
 )
-EVALUATION_COLUMNS = (
-    "run_id", "experiment", "kind", "model", "dataset", "split", "train_norm", "train_eps",
-    "train_method", "eval_norm", "eval_eps", "attack", "steps", "step_size", "restarts",
-    "accuracy", "n", "variant", "checks_passed",
-)
-"""The same keys, in the same order, as ``service.results.COLUMNS`` (the CLI's CSV rows)."""
+RESULT_KEYS = COLUMNS
+"""The keys of an evaluations frame: ``contract.columns.COLUMNS``, as the CLI's rows."""
 METRIC_COLUMNS = ("run_id", "name", "step", "value", "tags")
 ARTIFACT_COLUMNS = (
     "id", "run_id", "experiment", "kind", "name", "path", "media_type", "size", "metadata",
@@ -87,14 +84,6 @@ class DatabaseStatus:
     """The schema is at the code's revision (the pages can query)."""
     runs: int
     message: str
-
-
-def safe_url(url: str) -> str:
-    """The URL as it may be shown on a page: without its password."""
-    try:
-        return normalise_url(url).render_as_string(hide_password=True)
-    except StoreError:
-        return "(an invalid database URL)"
 
 
 def database_status(url: str) -> DatabaseStatus:
@@ -218,22 +207,22 @@ def analysis_runs(url: str) -> pd.DataFrame:
 
 
 def evaluations_frame(url: str, *, experiments: Sequence[str] = ()) -> pd.DataFrame:
-    """One row per evaluation with its run's experiment and kind (``EVALUATION_COLUMNS``).
+    """One row per evaluation with its run's experiment and kind (``RESULT_KEYS``).
 
     Ordered like ``robustlab results``: experiment, run cell, model, train_eps, eval_eps, attack.
     """
     columns = [Run.experiment, Run.kind] + [
-        getattr(Evaluation, c) for c in EVALUATION_COLUMNS if c not in ("experiment", "kind")
+        getattr(Evaluation, c) for c in RESULT_KEYS if c not in ("experiment", "kind")
     ]
     statement = (
         select(*columns)
-        .join(Run, Run.id == Evaluation.run_id)
-        .order_by(Run.experiment, Run.cell, Evaluation.model, Evaluation.train_eps,
-                  Evaluation.eval_eps, Evaluation.attack, Evaluation.variant)
+        .join(Run, Run.id == EVALUATION_COLUMNS.run_id)
+        .order_by(Run.experiment, Run.cell, EVALUATION_COLUMNS.model, EVALUATION_COLUMNS.train_eps,
+                  EVALUATION_COLUMNS.eval_eps, EVALUATION_COLUMNS.attack, EVALUATION_COLUMNS.variant)
     )
     if experiments:
         statement = statement.where(Run.experiment.in_(list(experiments)))
-    return _read(url, lambda engine: _frame(engine, statement, EVALUATION_COLUMNS))
+    return _read(url, lambda engine: _frame(engine, statement, RESULT_KEYS))
 
 
 # --------------------------------------------------------------------------- artifacts

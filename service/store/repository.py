@@ -11,20 +11,45 @@ even with two writers racing.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, fields
-from datetime import UTC, datetime
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy import Engine, Select, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from contract.records import ArtifactRecord, CheckpointRecord, EvaluationRecord, MetricRecord
+from contract.status import TERMINAL, RunStatus
 from service.settings import Settings, get_settings
+from service.store.entities import ArtifactInfo, CheckpointInfo, MetricInfo, NewRun, RunInfo
 from service.store.migrate import check_schema
-from service.store.models import Artifact, Base, Checkpoint, Evaluation, Metric, Run, Spec
+from service.store.models import (
+    EVALUATION_COLUMNS,
+    Artifact,
+    Base,
+    Checkpoint,
+    Evaluation,
+    Metric,
+    Run,
+    Spec,
+)
+from service.store.rows import (
+    RESULT_COLUMNS,
+    RESULT_SOURCES,
+    RUN_WRITABLE,
+    by_prefix,
+    checkpoint_values,
+    ensure_run,
+    evaluation_values,
+    info,
+    metric_values,
+    now,
+    progress_values,
+    refreshed,
+    result_row,
+    update_if,
+    utc_time,
+)
 from service.store.session import (
     DatabaseUnavailable,
     ManagedSessions,
@@ -34,141 +59,14 @@ from service.store.session import (
     StoreError,
     make_engine,
 )
-from service.store.status import TERMINAL, RunStatus
-from service.store.storage import LocalStorage, Storage, sha256_file
+from service.store.storage import LocalStorage, Storage
 from service.store.submitter import current_submitter
 
-if TYPE_CHECKING:  # only annotations: importing the records module would import torch
-    from workers.science.records import (
-        ArtifactRecord,
-        CheckpointRecord,
-        EvaluationRecord,
-        MetricRecord,
-    )
-
-__all__ = [
-    "ArtifactInfo", "CheckpointInfo", "DatabaseUnavailable", "MetricInfo", "NewRun", "RunInfo",
-    "RunNotFound", "SchemaOutOfDate", "Store", "StoreError",
-]
+__all__ = ["DatabaseUnavailable", "RunNotFound", "SchemaOutOfDate", "Store", "StoreError"]
+"""The store and the errors it raises (``service.store.session``'s, mapped from the database's)."""
 
 T = TypeVar("T")
 
-TERMINAL_STATUSES = tuple(sorted(TERMINAL))
-"""Kept for callers of the old tuple; ``service.store.status.TERMINAL`` is the definition."""
-_AMBIGUOUS_SHOWN = 10
-
-
-@dataclass(frozen=True)
-class RunInfo:
-    """One run as stored: its cell of the spec, its life cycle and its provenance."""
-
-    id: str
-    spec_id: str
-    experiment: str
-    kind: str
-    cell: int
-    params: dict[str, Any]
-    resolved_spec: dict[str, Any]
-    spec_hash: str
-    status: str
-    progress: float
-    stage: str | None
-    error: str | None
-    created_at: datetime
-    started_at: datetime | None
-    finished_at: datetime | None
-    heartbeat_at: datetime | None
-    attempts: int
-    cancel_requested: bool
-    queue: str | None
-    task_id: str | None
-    seed: int
-    git_sha: str | None
-    package_versions: dict[str, Any]
-    host: str | None
-    device: str | None
-    data_hash: str | None
-    provenance: dict[str, Any]
-    submitted_by: str | None = None
-    """The OIDC e-mail (dashboard) or OS user (CLI) that recorded the run; None before 0003."""
-
-    @property
-    def duration_s(self) -> float | None:
-        """Seconds from start to finish; for a running run, so far; ``None`` if never started."""
-        if self.started_at is None:
-            return None
-        if self.finished_at is not None:
-            end = self.finished_at
-        elif self.status == RunStatus.RUNNING:
-            end = datetime.now(UTC)
-        else:
-            return None
-        return (end - self.started_at).total_seconds()
-
-
-@dataclass(frozen=True)
-class NewRun:
-    """A run to record: one grid cell of a spec, not yet started."""
-
-    id: str
-    experiment: str
-    kind: str
-    cell: int
-    params: dict[str, Any]
-    resolved_spec: dict[str, Any]
-    spec_hash: str
-    seed: int
-    queue: str | None = None
-    submitted_by: str | None = None
-    """Who records it; ``None``: ``service.store.submitter.current_submitter()``."""
-
-
-@dataclass(frozen=True)
-class ArtifactInfo:
-    """An artifact's row; ``path`` is relative to the storage root (the artifact directory)."""
-
-    id: int
-    run_id: str
-    kind: str
-    name: str
-    path: str
-    sha256: str
-    media_type: str
-    size: int
-    metadata: dict[str, Any]
-    created_at: datetime
-
-
-@dataclass(frozen=True)
-class CheckpointInfo:
-    """A checkpoint file's row; ``run_id`` is ``None`` for imported or orphaned checkpoints."""
-
-    id: int
-    run_id: str | None
-    path: str
-    sha256: str | None
-    epoch: int
-    final: bool
-    arch: str
-    dataset: str
-    train_norm: str | None
-    train_eps: float
-    metadata: dict[str, Any]
-    created_at: datetime
-
-
-@dataclass(frozen=True)
-class MetricInfo:
-    """A scalar on a curve, as stored."""
-
-    id: int
-    run_id: str
-    key: str
-    name: str
-    step: int
-    value: float
-    tags: dict[str, Any]
-    created_at: datetime
 
 
 class Store:
@@ -218,7 +116,7 @@ class Store:
 
     def add_runs(self, spec_id: str, runs: Sequence[NewRun]) -> list[RunInfo]:
         """Record queued runs of a spec, all in one transaction: all of them or none."""
-        created_at = _now()
+        created_at = now()
 
         def work(session: Session) -> list[RunInfo]:
             rows = [Run(id=run.id, spec_id=spec_id, experiment=run.experiment, kind=run.kind,
@@ -230,7 +128,7 @@ class Store:
                     for run in runs]
             session.add_all(rows)
             session.flush()
-            return [_info(RunInfo, row) for row in rows]
+            return [info(RunInfo, row) for row in rows]
 
         return self._run(work)
 
@@ -240,8 +138,8 @@ class Store:
         def work(session: Session) -> RunInfo:
             row = session.get(Run, run_id)
             if row is None:
-                row = _by_prefix(session, run_id)
-            return _info(RunInfo, row)
+                row = by_prefix(session, run_id)
+            return info(RunInfo, row)
 
         return self._run(work)
 
@@ -261,10 +159,10 @@ class Store:
                      git_sha: str | None, package_versions: dict[str, Any],
                      task_id: str | None = None) -> RunInfo:
         """Start (or resume) a run: one more attempt; the first start time is kept."""
-        now = _now()
+        started = now()
         values: dict[str, Any] = {
             "status": RunStatus.RUNNING.value, "attempts": Run.attempts + 1,
-            "started_at": func.coalesce(Run.started_at, now), "heartbeat_at": now,
+            "started_at": func.coalesce(Run.started_at, started), "heartbeat_at": started,
             "finished_at": None, "error": None, "host": host, "device": device,
             "git_sha": git_sha, "package_versions": package_versions,
         }
@@ -274,7 +172,7 @@ class Store:
 
     def set_progress(self, run_id: str, progress: float, stage: str | None = None) -> None:
         """Record progress in [0, 1] (clamped) and a heartbeat; ``stage`` ``None`` keeps it."""
-        self._update_run(run_id, _progress_values(run_id, progress, stage))
+        self._update_run(run_id, progress_values(run_id, progress, stage))
 
     def heartbeat(self, run_id: str) -> bool:
         """Say the run's process is alive (``heartbeat_at`` now) if it is still running.
@@ -284,7 +182,7 @@ class Store:
         def work(session: Session) -> bool:
             result = session.execute(
                 update(Run).where(Run.id == run_id, Run.status == RunStatus.RUNNING.value)
-                .values(heartbeat_at=_now()).execution_options(synchronize_session=False))
+                .values(heartbeat_at=now()).execution_options(synchronize_session=False))
             return bool(getattr(result, "rowcount", 0))
 
         return self._run(work)
@@ -292,18 +190,18 @@ class Store:
     def finish_run(self, run_id: str, status: str, error: str | None = None) -> RunInfo:
         """End a run as succeeded, failed or cancelled, with the reason when there is one."""
         if status not in TERMINAL:
-            raise ValueError(f"a run finishes as one of {TERMINAL_STATUSES}, not {status!r}")
-        now = _now()
+            raise ValueError(f"a run finishes as one of {sorted(TERMINAL)}, not {status!r}")
+        finished = now()
         return self._update_run(run_id, {"status": RunStatus(status).value, "error": error,
-                                         "finished_at": now,
-                                         "heartbeat_at": now})
+                                         "finished_at": finished,
+                                         "heartbeat_at": finished})
 
     def set_status(self, run_id: str, status: str, **fields: Any) -> RunInfo:
         """Set the status and any other columns, e.g. back to 'queued' with a new task_id.
 
         The database's check constraint is what rejects an unknown status (``StoreError``).
         """
-        unknown = set(fields) - _RUN_WRITABLE
+        unknown = set(fields) - RUN_WRITABLE
         if unknown:
             raise ValueError(f"runs have no writable column(s) {sorted(unknown)}")
         return self._update_run(run_id, {"status": status, **fields})
@@ -316,12 +214,12 @@ class Store:
         """
 
         def work(session: Session) -> RunInfo:
-            _ensure_run(session, run_id)
-            _update_if(session, run_id, RunStatus.QUEUED, {
+            ensure_run(session, run_id)
+            update_if(session, run_id, RunStatus.QUEUED, {
                 "status": RunStatus.CANCELLED.value, "cancel_requested": True,
-                "finished_at": _now(), "error": "cancelled before it started"})
-            _update_if(session, run_id, RunStatus.RUNNING, {"cancel_requested": True})
-            return _info(RunInfo, _refreshed(session, run_id))
+                "finished_at": now(), "error": "cancelled before it started"})
+            update_if(session, run_id, RunStatus.RUNNING, {"cancel_requested": True})
+            return info(RunInfo, refreshed(session, run_id))
 
         return self._run(work)
 
@@ -329,7 +227,7 @@ class Store:
         """Whether someone asked this run to stop (polled by the worker between batches)."""
 
         def work(session: Session) -> bool:
-            return _ensure_run(session, run_id).cancel_requested
+            return ensure_run(session, run_id).cancel_requested
 
         return self._run(work)
 
@@ -339,7 +237,7 @@ class Store:
         extra = {key: value for key, value in facts.items() if key != "data_hash"}
 
         def work(session: Session) -> None:
-            row = _ensure_run(session, run_id)
+            row = ensure_run(session, run_id)
             if data_hash is not None:
                 row.data_hash = data_hash
             if extra:
@@ -351,7 +249,7 @@ class Store:
         """Delete a run with its results and artifact files; its checkpoints' rows stay."""
 
         def work(session: Session) -> list[str]:
-            row = _ensure_run(session, run_id)
+            row = ensure_run(session, run_id)
             paths = list(session.scalars(select(Artifact.path).where(Artifact.run_id == run_id)))
             session.delete(row)
             return paths
@@ -382,18 +280,18 @@ class Store:
         kept, so a resumed run that writes the same records again leaves no duplicates.
         """
         evaluation_rows = list({row["key"]: row for row in
-                                (_evaluation_values(run_id, r) for r in evaluations)}.values())
+                                (evaluation_values(run_id, r) for r in evaluations)}.values())
         metric_rows = list({row["key"]: row for row in
-                            (_metric_values(run_id, r) for r in metrics)}.values())
+                            (metric_values(run_id, r) for r in metrics)}.values())
         checkpoint_rows = list({row["path"]: row for row in
-                                (_checkpoint_values(run_id, r) for r in checkpoints)}.values())
-        run_values = _progress_values(run_id, *progress) if progress is not None else None
+                                (checkpoint_values(run_id, r) for r in checkpoints)}.values())
+        run_values = progress_values(run_id, *progress) if progress is not None else None
         if not (evaluation_rows or metric_rows or checkpoint_rows or run_values):
             return
 
         def work(session: Session) -> None:
             if run_values is not None:
-                _ensure_run(session, run_id)
+                ensure_run(session, run_id)
             self._upsert_many(session, Evaluation, evaluation_rows, ("run_id", "key"))
             self._upsert_many(session, Metric, metric_rows, ("run_id", "key"))
             self._upsert_many(session, Checkpoint, checkpoint_rows, ("path",))
@@ -415,19 +313,19 @@ class Store:
             self._upsert(session, Artifact, values, ("run_id", "name"))
             row = session.scalars(select(Artifact).where(Artifact.run_id == run_id,
                                                          Artifact.name == record.name)).one()
-            return _info(ArtifactInfo, row)
+            return info(ArtifactInfo, row)
 
         return self._run(work)
 
     def add_checkpoint(self, run_id: str | None, record: CheckpointRecord) -> CheckpointInfo:
         """Upsert a checkpoint's row by its path, with the file's sha256 when it exists."""
-        values = _checkpoint_values(run_id, record)
+        values = checkpoint_values(run_id, record)
         path = values["path"]
 
         def work(session: Session) -> CheckpointInfo:
             self._upsert(session, Checkpoint, values, ("path",))
             row = session.scalars(select(Checkpoint).where(Checkpoint.path == path)).one()
-            return _info(CheckpointInfo, row)
+            return info(CheckpointInfo, row)
 
         return self._run(work)
 
@@ -460,18 +358,18 @@ class Store:
         """
         wanted = list(columns) if columns is not None else None
         if wanted is not None:
-            unknown = [name for name in wanted if name not in _RESULT_SOURCES]
+            unknown = [name for name in wanted if name not in RESULT_SOURCES]
             if unknown:
                 raise ValueError(f"results have no column(s) {unknown}")
-        selected = ([_RESULT_SOURCES[name] for name in wanted] if wanted is not None
-                    else [*_RESULT_COLUMNS, Run.experiment, Run.kind, Run.cell])
+        selected = ([RESULT_SOURCES[name] for name in wanted] if wanted is not None
+                    else [*RESULT_COLUMNS, Run.experiment, Run.kind, Run.cell])
         query = (
             select(*selected)
-            .join(Run, Run.id == Evaluation.run_id)
-            .order_by(Run.experiment, Run.cell, Evaluation.model, Evaluation.train_eps,
-                      Evaluation.eval_eps, Evaluation.attack, Run.created_at, Run.id,
-                      Evaluation.steps.nulls_first(), Evaluation.restarts.nulls_first(),
-                      Evaluation.key)
+            .join(Run, Run.id == EVALUATION_COLUMNS.run_id)
+            .order_by(Run.experiment, Run.cell, EVALUATION_COLUMNS.model, EVALUATION_COLUMNS.train_eps,
+                      EVALUATION_COLUMNS.eval_eps, EVALUATION_COLUMNS.attack, Run.created_at, Run.id,
+                      EVALUATION_COLUMNS.steps.nulls_first(), EVALUATION_COLUMNS.restarts.nulls_first(),
+                      EVALUATION_COLUMNS.key)
         )
         if experiment is not None:
             query = query.where(Run.experiment == experiment)
@@ -480,11 +378,11 @@ class Store:
 
         def work(session: Session) -> list[dict[str, Any]]:
             if wanted is None:
-                return [_result_row(row) for row in session.execute(query).mappings()]
+                return [result_row(row) for row in session.execute(query).mappings()]
             rows = [dict(zip(wanted, row, strict=True)) for row in session.execute(query)]
             if "created_at" in wanted:
                 for row in rows:
-                    row["created_at"] = _utc(row["created_at"])
+                    row["created_at"] = utc_time(row["created_at"])
             return rows
 
         return self._run(work)
@@ -519,14 +417,14 @@ class Store:
         return self._sessions.run(work)
 
     def _all(self, cls: type[T], query: Select[Any]) -> list[T]:
-        return self._run(lambda session: [_info(cls, row) for row in session.scalars(query)])
+        return self._run(lambda session: [info(cls, row) for row in session.scalars(query)])
 
     def _update_run(self, run_id: str, values: dict[str, Any]) -> RunInfo:
         def work(session: Session) -> RunInfo:
-            _ensure_run(session, run_id)
+            ensure_run(session, run_id)
             session.execute(update(Run).where(Run.id == run_id).values(values)
                             .execution_options(synchronize_session=False))
-            return _info(RunInfo, _refreshed(session, run_id))
+            return info(RunInfo, refreshed(session, run_id))
 
         return self._run(work)
 
@@ -553,126 +451,3 @@ class Store:
         session.execute(statement.on_conflict_do_update(index_elements=list(keys), set_=changes))
 
 
-_RUN_WRITABLE = frozenset(column.name for column in Run.__table__.columns) - {"id", "status"}
-
-_COLUMN_ATTRIBUTES = {"metadata": "meta"}
-"""Info fields whose ORM attribute has another name (``metadata`` is reserved by SQLAlchemy)."""
-
-
-def _evaluation_values(run_id: str, record: EvaluationRecord) -> dict[str, Any]:
-    checks_passed = (all(check.get("passed", True) for check in record.checks.values())
-                     if record.checks else None)
-    return {
-        "run_id": run_id, "key": record.key, "model": record.model,
-        "dataset": record.dataset, "split": record.split, "train_norm": record.train_norm,
-        "train_eps": record.train_eps,
-        "train_method": record.train_method,
-        "eval_norm": record.eval_norm, "eval_eps": record.eval_eps, "attack": record.attack,
-        "steps": record.steps, "step_size": record.step_size, "restarts": record.restarts,
-        "accuracy": record.accuracy, "n": record.n, "variant": record.variant,
-        "checks": record.checks, "checks_passed": checks_passed, "details": record.details,
-        "per_example": record.per_example,
-    }
-
-
-def _metric_values(run_id: str, record: MetricRecord) -> dict[str, Any]:
-    return {"run_id": run_id, "key": record.key, "name": record.name, "step": record.step,
-            "value": record.value, "tags": record.tags}
-
-
-def _checkpoint_values(run_id: str | None, record: CheckpointRecord) -> dict[str, Any]:
-    file = Path(record.path)
-    return {"run_id": run_id, "path": str(record.path),
-            "sha256": sha256_file(file) if file.is_file() else None,
-            "epoch": record.epoch, "final": record.final, "arch": record.arch,
-            "dataset": record.dataset, "train_norm": record.train_norm,
-            "train_eps": record.train_eps, "metadata": record.metadata}
-
-
-def _progress_values(run_id: str, progress: float, stage: str | None) -> dict[str, Any]:
-    """Progress in [0, 1] (clamped) and a heartbeat; ``stage`` ``None`` keeps the stage."""
-    if math.isnan(progress):
-        raise ValueError(f"progress of run {run_id} is NaN")
-    values: dict[str, Any] = {"progress": min(max(progress, 0.0), 1.0), "heartbeat_at": _now()}
-    if stage is not None:
-        values["stage"] = stage
-    return values
-
-
-def _info(cls: type[T], row: Any) -> T:
-    """A frozen dataclass from an ORM row, field by field; datetimes as aware UTC."""
-    values = {field.name: _utc(getattr(row, _COLUMN_ATTRIBUTES.get(field.name, field.name)))
-              for field in fields(cls)}  # type: ignore[arg-type]
-    return cls(**values)
-
-
-def _utc(value: Any) -> Any:
-    """SQLite returns naive datetimes (stored as UTC); PostgreSQL aware ones."""
-    if not isinstance(value, datetime):
-        return value
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
-def _ensure_run(session: Session, run_id: str) -> Run:
-    row = session.get(Run, run_id)
-    if row is None:
-        raise RunNotFound(f"no run with id {run_id!r}")
-    return row
-
-
-def _update_if(session: Session, run_id: str, status: RunStatus,
-               values: dict[str, Any]) -> None:
-    """UPDATE the run only while it has ``status``: a compare-and-set, safe against races."""
-    session.execute(update(Run).where(Run.id == run_id, Run.status == status.value)
-                    .values(values)
-                    .execution_options(synchronize_session=False))
-
-
-def _refreshed(session: Session, run_id: str) -> Run:
-    """The row as the database now has it, after bulk UPDATEs the identity map did not see."""
-    return session.scalars(select(Run).where(Run.id == run_id)
-                           .execution_options(populate_existing=True)).one()
-
-
-def _by_prefix(session: Session, prefix: str) -> Run:
-    if not prefix:
-        raise RunNotFound("no run id given")
-    candidates = list(session.scalars(
-        select(Run).where(Run.id.startswith(prefix, autoescape=True)).order_by(Run.id)
-        .limit(_AMBIGUOUS_SHOWN + 1)))
-    if not candidates:
-        raise RunNotFound(f"no run with id {prefix!r}")
-    if len(candidates) > 1:
-        shown = ", ".join(row.id for row in candidates[:_AMBIGUOUS_SHOWN])
-        more = ", ..." if len(candidates) > _AMBIGUOUS_SHOWN else ""
-        raise StoreError(f"run id prefix {prefix!r} is ambiguous: {shown}{more}")
-    return candidates[0]
-
-
-_RESULT_COLUMNS = tuple(column for column in Evaluation.__table__.columns
-                        if column.name not in {"id", "per_example"})
-"""What a result row reads: every evaluation column but the per-example bits (kilobytes a row;
-listing 10,000 rows must not load them)."""
-_RESULT_SOURCES: dict[str, Any] = {
-    **{column.name: column for column in _RESULT_COLUMNS},
-    "experiment": Run.experiment, "kind": Run.kind, "cell": Run.cell,
-}
-
-
-def _result_row(row: Any) -> dict[str, Any]:
-    """A flat result row from a column-wise SELECT (no ORM objects: a listing stays fast)."""
-    return {
-        "run_id": row["run_id"], "experiment": row["experiment"], "kind": row["kind"],
-        "cell": row["cell"], "model": row["model"], "dataset": row["dataset"],
-        "split": row["split"], "train_norm": row["train_norm"], "train_eps": row["train_eps"],
-        "train_method": row["train_method"], "eval_norm": row["eval_norm"],
-        "eval_eps": row["eval_eps"], "attack": row["attack"], "steps": row["steps"],
-        "step_size": row["step_size"], "restarts": row["restarts"],
-        "accuracy": row["accuracy"], "n": row["n"], "variant": row["variant"],
-        "checks_passed": row["checks_passed"], "checks": row["checks"],
-        "details": row["details"], "key": row["key"], "created_at": _utc(row["created_at"]),
-    }

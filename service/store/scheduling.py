@@ -18,11 +18,11 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from contract.status import RunStatus
 from service.settings import Settings, get_settings
 from service.store.models import Checkpoint, Run, Schedule, ScheduleCoverage
 from service.store.repository import Store
 from service.store.session import ManagedSessions, RetryPolicy, StoreError
-from service.store.status import RunStatus
 
 __all__ = ["NewSchedule", "ScheduleInfo", "ScheduleNotFound", "Schedules", "TARGET_KINDS"]
 

@@ -58,6 +58,14 @@ class DatabaseUnavailable(StoreError):
     """The database could not be reached, even after retrying."""
 
 
+def safe_url(url: str) -> str:
+    """The URL as it may be shown on a page or a terminal: without its password."""
+    try:
+        return normalise_url(url).render_as_string(hide_password=True)
+    except StoreError:
+        return "(an invalid database URL)"
+
+
 def normalise_url(url: str) -> URL:
     """Parse a database URL; bare ``postgresql://`` (and ``postgres://``) means psycopg 3.
 

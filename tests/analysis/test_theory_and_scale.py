@@ -8,12 +8,12 @@ from datetime import UTC, datetime
 
 import pytest
 
+from contract.specs.kinds import TheoryDistribution
 from service.analysis import theory
 from service.analysis.claims import Claim
 from service.analysis.common import RunRecord
 from service.analysis.paper import PAPER_SCALE, Scale
 from service.analysis.scale import dataset_title, is_npm_subset, run_scale
-from service.specs.models import TheoryDistribution
 from workers.science import theory as science
 
 

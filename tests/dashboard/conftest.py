@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import streamlit as st
 
+from contract.limits import get_limits
 from service.settings import get_settings
 from tests.dashboard.seed import Seeded, seed_database
 
@@ -49,6 +50,7 @@ def point_settings_at(monkeypatch: pytest.MonkeyPatch, seeded: Seeded, runs_dir:
     monkeypatch.setenv("ROBUSTLAB_ARTIFACT_DIR", str(seeded.artifact_dir))
     monkeypatch.setenv("ROBUSTLAB_RUNS_DIR", str(runs_dir))
     get_settings.cache_clear()
+    get_limits.cache_clear()
     st.cache_data.clear()
 
 
@@ -60,3 +62,4 @@ def dashboard_env(seeded: Seeded, monkeypatch: pytest.MonkeyPatch,
     point_settings_at(monkeypatch, seeded, tmp_path / "runs")
     yield seeded
     get_settings.cache_clear()
+    get_limits.cache_clear()

@@ -18,10 +18,11 @@ from typing import Any
 
 from PIL import Image
 
+from contract.records import ArtifactRecord, EvaluationRecord, MetricRecord
+from service.store.entities import NewRun
 from service.store.migrate import upgrade
-from service.store.repository import NewRun, Store
+from service.store.repository import Store
 from service.store.storage import LocalStorage
-from workers.science.records import ArtifactRecord, EvaluationRecord, MetricRecord
 
 THEORY_P, THEORY_D = 0.7, 1000
 THEORY_ETA = 4 / math.sqrt(THEORY_D)

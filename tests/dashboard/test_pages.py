@@ -19,6 +19,7 @@ import pytest
 import redis
 from streamlit.testing.v1 import AppTest
 
+from contract.limits import get_limits
 from dashboard import submission
 from service.settings import get_settings
 from service.store import queries
@@ -174,6 +175,7 @@ def test_submit_queue_says_when_no_broker_answers(dashboard_env: Seeded,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ROBUSTLAB_BROKER_URL", f"redis://127.0.0.1:{closed_port()}/0")
     get_settings.cache_clear()
+    get_limits.cache_clear()
     at = _queue_quickstart()
     assert any(w.startswith("queue not available: no broker at") for w in texts(at.warning))
     assert queries.runs_frame(dashboard_env.url, experiment="quickstart").empty

@@ -53,7 +53,7 @@ def test_frames_hold_what_was_seeded(seeded: Seeded) -> None:
     assert failed["status"] == "failed" and failed["duration_s"] >= 0
     evaluations = queries.evaluations_frame(seeded.url)
     assert len(evaluations) == seeded.evaluations
-    assert list(evaluations.columns) == list(queries.EVALUATION_COLUMNS)
+    assert list(evaluations.columns) == list(queries.RESULT_KEYS)
     only_fig1 = queries.evaluations_frame(seeded.url, experiments=["fig1_mnist"])
     assert len(only_fig1) == 2 * len(FIG1_EPS[("mnist", "linf")] + FIG1_EPS[("mnist", "l2")])
     artifacts = queries.artifacts_frame(seeded.url, kinds=["large_eps"])

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from contract.limits import get_limits
 from dashboard.submission import no_worker_warning
 from service.settings import get_settings
 from tests.dashboard.seed import Seeded
@@ -23,6 +24,7 @@ def test_warns_only_when_no_worker_consumes_the_queue(
     queue, other = (f"robustlab_consumer_test_{uuid.uuid4().hex[:8]}" for _ in range(2))
     monkeypatch.setenv("ROBUSTLAB_BROKER_URL", BROKER)
     get_settings.cache_clear()
+    get_limits.cache_clear()
     env = {**os.environ, "ROBUSTLAB_BROKER_URL": BROKER, "ROBUSTLAB_DATABASE_URL": seeded.url,
            "ROBUSTLAB_ARTIFACT_DIR": str(tmp_path / "artifacts")}
     processes = Processes(tmp_path, env)
@@ -36,3 +38,4 @@ def test_warns_only_when_no_worker_consumes_the_queue(
     finally:
         processes.stop_all()
         get_settings.cache_clear()
+        get_limits.cache_clear()

@@ -16,14 +16,15 @@ from typing import Any
 import pandas as pd
 import pytest
 
+from contract.records import EvaluationRecord
 from dashboard import charts
 from service.report import generate
-from service.store.repository import NewRun, Store
+from service.store.entities import NewRun
+from service.store.repository import Store
 from service.store.storage import LocalStorage
 from tests.dashboard.conftest import point_settings_at
 from tests.dashboard.seed import Seeded
 from tests.dashboard.test_pages import chart_frames, open_page
-from workers.science.records import EvaluationRecord
 
 REPEAT_ACCURACY = 0.90
 """Standard accuracy of the seed-1 repeat of mnist linf ε 0.1 (the seed-0 run has 0.985)."""

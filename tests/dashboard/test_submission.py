@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from contract.limits import get_limits
 from dashboard import submission
 from service.settings import get_settings
 from service.store import queries
@@ -94,14 +95,17 @@ def migrated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     monkeypatch.setenv("ROBUSTLAB_ARTIFACT_DIR", str(tmp_path / "artifacts"))
     monkeypatch.setenv("ROBUSTLAB_RUNS_DIR", str(tmp_path / "runs"))
     get_settings.cache_clear()
+    get_limits.cache_clear()
     yield url
     get_settings.cache_clear()
+    get_limits.cache_clear()
 
 
 def test_queue_refuses_cleanly_without_a_broker(migrated: str,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ROBUSTLAB_BROKER_URL", f"redis://user:secret@127.0.0.1:{closed_port()}/0")
     get_settings.cache_clear()
+    get_limits.cache_clear()
     loaded = submission.validate_spec(GOOD, "tiny.yaml").loaded
     assert loaded is not None
     with pytest.raises(submission.QueueUnavailable, match="queue not available") as refused:

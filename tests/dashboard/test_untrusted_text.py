@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from contract.status import RunStatus
 from dashboard.submission import annotated_yaml_html, inert_html, validate_spec
 from service.recording import STALE_AFTER_S
 from service.store.repository import Store
-from service.store.status import RunStatus
 from tests.dashboard.conftest import REPO, point_settings_at
 from tests.dashboard.seed import Seeded
 

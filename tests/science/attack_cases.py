@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from service.specs.models import DatasetConfig
+from contract.specs.data import DatasetConfig
 from workers.science.attacks import pgd
 from workers.science.datasets import load_dataset
 

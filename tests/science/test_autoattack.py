@@ -11,15 +11,9 @@ import pytest
 import torch
 from torch.utils.data import TensorDataset
 
-from service.specs.models import (
-    APGDAttack,
-    AutoAttack,
-    EvaluateSpec,
-    EvaluationConfig,
-    PGDAttack,
-    SquareAttack,
-    TrainSpec,
-)
+from contract.specs.attacks import APGDAttack, AutoAttack, PGDAttack, SquareAttack
+from contract.specs.evaluation import EvaluationConfig
+from contract.specs.kinds import EvaluateSpec, TrainSpec
 from tests.science.attack_cases import (
     MnistCase,
     Quantised,

@@ -7,13 +7,19 @@ import importlib.util
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import get_args
 
 import pytest
 import torch
 from pydantic import ValidationError
 
-from service.specs import catalog
-from service.specs.models import SPEC_KINDS, DatasetConfig, ModelConfig
+from contract import catalog
+from contract.datasets import DATASETS
+from contract.registry import load_object
+from contract.specs.architecture import ModelConfig
+from contract.specs.attacks import ATTACKS, kind_of
+from contract.specs.data import DatasetConfig
+from contract.specs.kinds import SPEC_KINDS
 from workers.science.models import ModelBuildError, build_model
 from workers.science.visualize import LARGE_EPS, default_large_eps_attacks
 
@@ -52,17 +58,23 @@ def plugin_on_path(tmp_path: Path) -> Iterator[str]:
         importlib.invalidate_caches()
 
 
-def test_spec_kinds_attacks_and_norms_agree_with_the_catalog() -> None:
-    assert set(SPEC_KINDS) == set(catalog.EXPERIMENT_KINDS)
-    for kind in catalog.EXPERIMENT_KINDS.values():
-        assert importlib.util.find_spec(f"workers.science.experiments.{kind.module}")
-    for attack in catalog.ATTACKS.values():
-        assert set(attack.norms) <= set(catalog.NORMS)
-        assert importlib.util.find_spec(f"workers.science.attacks.{attack.module}")
+def test_every_registered_name_resolves_to_its_implementation() -> None:
+    """Kinds, attacks and training methods are registered once, with a lazy reference: each
+    reference must import and be callable, and every attack's norms must be known norms."""
+    assert set(SPEC_KINDS) == {"theory", "train", "evaluate", "visualize", "linear_features"}
+    for model in SPEC_KINDS.values():
+        assert callable(load_object(model.runner)), model
+    for kind, attack in ATTACKS.items():
+        assert kind_of(attack) == kind and attack.title
+        norms = get_args(attack.model_fields["norm"].annotation)
+        assert norms and set(norms) <= set(catalog.NORMS), kind
+        assert callable(load_object(attack.implementation)), kind
+    for name, method in catalog.training_methods().items():
+        assert callable(load_object(method.implementation)), name
 
 
 def test_every_builtin_dataset_has_the_papers_radii() -> None:
-    for name, info in catalog.DATASETS.items():
+    for name, info in DATASETS.items():
         assert info.table2 and set(info.table2) <= set(catalog.NORMS), name
         assert set(info.large_eps) == {"linf", "l2"}, name
     assert LARGE_EPS["cifar10"] == {"linf": 32 / 255, "l2": 1200 / 255}

@@ -22,7 +22,7 @@ import torch
 import torchvision
 from PIL import Image
 
-from service.specs.models import DatasetConfig
+from contract.specs.data import DatasetConfig
 from workers.science import data_fetch
 from workers.science.datasets import (
     BINARY_MNIST_DIGITS,

@@ -14,14 +14,16 @@ import torch
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from service.specs.models import EvaluateSpec, ExactLinearAttack, FGSMAttack, PGDAttack
+from contract.records import Cancelled, MemoryReporter
+from contract.specs.attacks import ExactLinearAttack, FGSMAttack, PGDAttack
+from contract.specs.kinds import EvaluateSpec
 from workers.science.checkpoints import capture_rng, save_checkpoint
+from workers.science.context import RunContext
 from workers.science.datasets import load_dataset
 from workers.science.evaluate import EvaluationResult, evaluate, unpack_correct
 from workers.science.experiments.evaluate import run
 from workers.science.losses import classification_loss
 from workers.science.models import build_model
-from workers.science.records import Cancelled, MemoryReporter, RunContext
 
 CPU = torch.device("cpu")
 CLASSES, SIDE = 3, 8

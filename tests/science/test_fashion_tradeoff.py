@@ -13,11 +13,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from service.specs.loading import load_spec_text
-from service.specs.sweep import expand
+from contract.records import MemoryReporter
+from contract.specs.loading import load_spec_text
+from contract.specs.sweep import expand
 from workers.science import data_fetch
+from workers.science.context import RunContext
 from workers.science.experiments.train import run as run_train_kind
-from workers.science.records import MemoryReporter, RunContext
 
 SPEC = """
 name: fig1_fashion_small

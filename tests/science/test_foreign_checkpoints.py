@@ -10,10 +10,12 @@ import torch
 import torchvision
 from torch import nn
 
-from service.specs.catalog import DATASETS
-from service.specs.models import EvaluateSpec, ModelConfig
+from contract.datasets import DATASETS
+from contract.records import MemoryReporter
+from contract.specs.architecture import ModelConfig
+from contract.specs.kinds import EvaluateSpec
+from workers.science.context import RunContext
 from workers.science.experiments.evaluate import run as evaluate_run
-from workers.science.records import MemoryReporter, RunContext
 from workers.science.state_dicts import WeightsMismatch, load_foreign, load_source_model
 
 CPU = torch.device("cpu")

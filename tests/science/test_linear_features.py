@@ -17,8 +17,11 @@ import torch
 from matplotlib import colormaps
 from PIL import Image
 
-from service.specs.models import DatasetConfig, LinearFeaturesSpec
+from contract.records import Cancelled, EvaluationRecord, MemoryReporter
+from contract.specs.data import DatasetConfig
+from contract.specs.kinds import LinearFeaturesSpec
 from workers.science.attacks import exact_linear_attack, pgd
+from workers.science.context import RunContext
 from workers.science.datasets import load_dataset
 from workers.science.evaluate import unpack_correct
 from workers.science.experiments import get_experiment
@@ -36,7 +39,6 @@ from workers.science.linear_features import (
 )
 from workers.science.losses import correct
 from workers.science.models import LinearClassifier, build_model
-from workers.science.records import Cancelled, EvaluationRecord, MemoryReporter, RunContext
 
 EPS = 0.2
 TOPK = (10, 100, 784)

@@ -9,8 +9,8 @@ import pytest
 import torch
 from torch import nn
 
-from service.specs import catalog
-from service.specs.models import ModelConfig
+from contract import catalog
+from contract.specs.architecture import ModelConfig
 from workers.science.datasets import DATASETS
 from workers.science.models import (
     LEAKINESS,

@@ -12,7 +12,10 @@ import pytest
 import torch
 from PIL import Image
 
-from service.specs.models import DatasetConfig, TrainSpec
+from contract.records import MemoryReporter
+from contract.specs.data import DatasetConfig
+from contract.specs.kinds import TrainSpec
+from workers.science.context import RunContext
 from workers.science.datasets import (
     MalformedDataError,
     MissingDataError,
@@ -21,7 +24,6 @@ from workers.science.datasets import (
     load_dataset,
 )
 from workers.science.experiments.train import run as train_run
-from workers.science.records import MemoryReporter, RunContext
 
 FASHION = Path("/usr/share/datasets/fashion-mnist")
 """Real Fashion-MNIST from the Debian package dataset-fashion-mnist (IDX files, gzipped)."""

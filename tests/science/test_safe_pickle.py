@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from service.specs.models import DatasetConfig
+from contract.specs.data import DatasetConfig
 from workers.science.datasets import CIFAR10_BATCHES, load_dataset
 from workers.science.safe_pickle import UnsafePickleError, load_cifar_batch, load_restricted
 

@@ -20,10 +20,11 @@ import pytest
 import torch
 from PIL import Image
 
-from service.specs.models import TheoryDistribution, TheoryModelName, TheorySpec
+from contract.records import Cancelled, EvaluationRecord, MemoryReporter
+from contract.specs.kinds import TheoryDistribution, TheoryModelName, TheorySpec
 from workers.science import theory
+from workers.science.context import RunContext
 from workers.science.experiments.theory import FIGURE_NAME, run
-from workers.science.records import Cancelled, EvaluationRecord, MemoryReporter, RunContext
 
 CPU = torch.device("cpu")
 N_TEST = 4000
@@ -54,9 +55,11 @@ def draw(dist: TheoryDistribution, n: int, seed: int = 0) -> theory.Sample:
 # --------------------------------------------------------------------------- exact pieces
 
 
-def test_registry_is_the_spec_literal() -> None:
-    assert set(theory.THEORY_MODELS) == set(get_args(TheoryModelName))
-    assert all(name == model.name for name, model in theory.THEORY_MODELS.items())
+def test_the_catalog_names_the_models_and_their_losses() -> None:
+    assert set(get_args(TheoryModelName)) == set(theory.THEORY_MODELS)
+    for name, model in theory.THEORY_MODELS.items():
+        assert name == model.name
+        assert model.loss is None or model.loss in theory.MARGIN_LOSSES
 
 
 def test_sample_follows_the_distribution() -> None:

@@ -8,7 +8,7 @@ from typing import get_args
 import pytest
 import torch
 
-from service.specs.models import NormName
+from contract.specs.values import NormName
 from workers.science.threat_models import THREAT_MODELS, ThreatModel, threat_model
 
 NORMS = sorted(THREAT_MODELS)

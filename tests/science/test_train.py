@@ -17,17 +17,13 @@ import torch
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from service.specs.models import (
-    AdversaryConfig,
-    DatasetConfig,
-    EvaluationConfig,
-    ModelConfig,
-    OptimizerConfig,
-    PGDAttack,
-    ScheduleConfig,
-    TrainingConfig,
-    TrainSpec,
-)
+from contract.records import Cancelled, CheckpointRecord, MemoryReporter
+from contract.specs.architecture import ModelConfig
+from contract.specs.attacks import PGDAttack
+from contract.specs.data import DatasetConfig
+from contract.specs.evaluation import EvaluationConfig
+from contract.specs.kinds import TrainSpec
+from contract.specs.training import AdversaryConfig, OptimizerConfig, ScheduleConfig, TrainingConfig
 from workers.science.attacks import pgd
 from workers.science.checkpoints import (
     capture_rng,
@@ -38,10 +34,10 @@ from workers.science.checkpoints import (
     restore_rng,
     save_checkpoint,
 )
+from workers.science.context import RunContext
 from workers.science.experiments.train import run as run_train_kind
 from workers.science.losses import correct
 from workers.science.models import build_model
-from workers.science.records import Cancelled, CheckpointRecord, MemoryReporter, RunContext
 from workers.science.training import (
     TrainHooks,
     TrainOutcome,

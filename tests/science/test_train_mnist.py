@@ -16,18 +16,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from service.specs.models import (
-    AdversaryConfig,
-    DatasetConfig,
-    EvaluationConfig,
-    ModelConfig,
-    OptimizerConfig,
-    PGDAttack,
-    TrainingConfig,
-    TrainSpec,
-)
+from contract.records import MemoryReporter
+from contract.specs.architecture import ModelConfig
+from contract.specs.attacks import PGDAttack
+from contract.specs.data import DatasetConfig
+from contract.specs.evaluation import EvaluationConfig
+from contract.specs.kinds import TrainSpec
+from contract.specs.training import AdversaryConfig, OptimizerConfig, TrainingConfig
+from workers.science.context import RunContext
 from workers.science.experiments.train import run
-from workers.science.records import MemoryReporter, RunContext
 
 EPS = 0.2
 

@@ -28,21 +28,17 @@ from PIL import Image
 from pydantic import ValidationError
 from torch import nn
 
-from service.specs.models import (
-    AdversaryConfig,
-    DatasetConfig,
-    LargeEpsAttack,
-    ModelConfig,
-    OptimizerConfig,
-    TrainingConfig,
-    TrainSpec,
-    VisualizeSpec,
-)
+from contract.records import Cancelled, MemoryReporter
+from contract.specs.architecture import ModelConfig
+from contract.specs.data import DatasetConfig
+from contract.specs.kinds import TrainSpec
+from contract.specs.training import AdversaryConfig, OptimizerConfig, TrainingConfig
+from contract.specs.visualize import LargeEpsAttack, VisualizeSpec
+from workers.science.context import RunContext
 from workers.science.datasets import load_dataset
 from workers.science.experiments import get_experiment
 from workers.science.experiments.train import checkpoint_meta
 from workers.science.models import build_model
-from workers.science.records import Cancelled, MemoryReporter, RunContext
 from workers.science.training import seed_everything, train
 from workers.science.visualize import (
     LARGE_EPS,

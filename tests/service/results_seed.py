@@ -12,11 +12,12 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from contract.records import ArtifactRecord, EvaluationRecord, MetricRecord
 from service.recording import StoreReporter
 from service.store import migrate
-from service.store.repository import NewRun, Store
+from service.store.entities import NewRun
+from service.store.repository import Store
 from service.store.storage import LocalStorage
-from workers.science.records import ArtifactRecord, EvaluationRecord, MetricRecord
 
 EPS = (0.0, 0.3)
 LOSSES = {0.0: (0.9, 0.5, 0.25), 0.3: (1.8, 1.4, 1.1)}

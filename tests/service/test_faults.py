@@ -20,14 +20,14 @@ from pathlib import Path
 import pytest
 from sqlalchemy.engine import make_url
 
+from contract.specs.loading import load_spec_text
+from contract.status import RunStatus
 from dashboard import submission
 from service.recording import STALE_AFTER_S, resumable
 from service.settings import Settings
-from service.specs.loading import load_spec_text
 from service.store import migrate
 from service.store.repository import Store
 from service.store.session import RetryPolicy, StoreError
-from service.store.status import RunStatus
 
 ROBUSTLAB = shutil.which("robustlab", path=str(Path(sys.executable).parent)) or "robustlab"
 TINY = """name: faults
@@ -68,7 +68,8 @@ def sqlite_store(tmp_path: Path) -> tuple[str, Store]:
 def test_an_unwritable_runs_directory_fails_the_run_with_the_message(
     sqlite_store: tuple[str, Store], tmp_path: Path
 ) -> None:
-    from service.runner import execute_run, record  # torch: only for this test
+    from service.recording import record
+    from service.runner import execute_run  # torch: only for this test
 
     url, store = sqlite_store
     blocker = tmp_path / "not-a-directory"

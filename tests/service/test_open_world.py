@@ -18,8 +18,8 @@ import torch
 import yaml
 from PIL import Image
 
+from contract.specs.kinds import EvaluateSpec
 from service import scheduler
-from service.specs.models import EvaluateSpec
 from service.store import migrate
 from service.store.repository import Store
 from service.store.scheduling import Schedules

@@ -25,17 +25,19 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
+from contract.limits import get_limits
+from contract.records import ArtifactRecord, EvaluationRecord, MetricRecord
+from contract.specs.kinds import TheoryDistribution
 from service.analysis.claims import falls_claim
 from service.analysis.figure1 import Figure1Point
 from service.analysis.theory import averaging_closed_form, theorem_2_1_bound
 from service.cli import main
 from service.settings import get_settings
-from service.specs.models import TheoryDistribution
+from service.store.entities import NewRun
 from service.store.migrate import upgrade
-from service.store.repository import NewRun, Store
+from service.store.repository import Store
 from service.store.storage import LocalStorage
 from tests.dashboard.seed import png
-from workers.science.records import ArtifactRecord, EvaluationRecord, MetricRecord
 
 P, D = 0.7, 1000
 ETA = 4 / math.sqrt(D)
@@ -263,10 +265,12 @@ def run_report(root: Path, monkeypatch: pytest.MonkeyPatch, *args: str) -> tuple
     monkeypatch.setenv("ROBUSTLAB_DATABASE_URL", f"sqlite:///{root / 'robustlab.db'}")
     monkeypatch.setenv("ROBUSTLAB_ARTIFACT_DIR", str(root / "artifacts"))
     get_settings.cache_clear()
+    get_limits.cache_clear()
     out = root / "report"
     result = CliRunner().invoke(main, ["report", "--out", str(out), *args])
     assert result.exit_code == 0, result.output
     get_settings.cache_clear()
+    get_limits.cache_clear()
     return out, result.output
 
 
@@ -461,10 +465,12 @@ def test_markdown_can_go_to_another_path(tmp_path: Path, monkeypatch: pytest.Mon
     monkeypatch.setenv("ROBUSTLAB_DATABASE_URL", f"sqlite:///{tmp_path / 'robustlab.db'}")
     monkeypatch.setenv("ROBUSTLAB_ARTIFACT_DIR", str(tmp_path / "artifacts"))
     get_settings.cache_clear()
+    get_limits.cache_clear()
     target = tmp_path / "docs" / "reproduction.md"
     result = CliRunner().invoke(main, ["report", "--out", str(tmp_path / "docs" / "reproduction"),
                                        "--markdown", str(target), "--experiment", "e3_fig2"])
     get_settings.cache_clear()
+    get_limits.cache_clear()
     assert result.exit_code == 0, result.output
     assert f"wrote {target}" in result.output
     links = re.findall(r"\]\(([^)]+\.png)\)", target.read_text())

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+from pathlib import Path
+from typing import Annotated, Literal
 
 import pytest
 
-from service.specs.hashing import spec_hash
-from service.specs.loading import load_spec_text
-from service.specs.sweep import expand
+from contract.specs.hashing import canonical_json, spec_hash
+from contract.specs.loading import load_spec_file, load_spec_text
+from contract.specs.sweep import expand
+from contract.specs.values import ADDED_LATER, Strict
 
 PLAIN = """\
 name: e1
@@ -68,3 +71,60 @@ def test_a_cell_hashes_like_the_same_spec_written_without_sweep() -> None:
     hashes = [spec_hash(cell.spec) for cell in cells]
     assert len(set(hashes)) == 3
     assert hashes == [hash_of(PLAIN, f"seed={seed}") for seed in (4, 5, 6)]
+
+
+# --------------------------------------------------------------------------- hashes that last
+
+RECORDED = Path(__file__).with_name("spec_hashes.json")
+"""Every spec of ``specs/`` with its hash and its cells' hashes, computed before the spec
+language moved into ``contract/`` (issue 18). A spec's hash finds its cached cells: it may
+change only when the spec does."""
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize("path", sorted(json.loads(RECORDED.read_text())))
+def test_every_spec_keeps_its_recorded_hash(path: str) -> None:
+    recorded = json.loads(RECORDED.read_text())[path]
+    spec = load_spec_file(REPO / path).spec
+    assert spec_hash(spec) == recorded["spec"]
+    assert [spec_hash(cell.spec) for cell in expand(spec)] == recorded["cells"]
+
+
+def test_every_spec_in_the_repository_is_recorded() -> None:
+    """A new spec joins the file (so later changes of the language are checked on it too)."""
+    on_disk = {str(p.relative_to(REPO)) for p in (REPO / "specs").rglob("*.yaml")}
+    assert on_disk == set(json.loads(RECORDED.read_text()))
+
+
+class _Old(Strict):
+    kind: Literal["toy"] = "toy"
+    steps: int = 3
+
+
+class _Grown(Strict):
+    """``_Old`` after a field was added: ``ADDED_LATER`` keeps old hashes while it is unset."""
+
+    kind: Literal["toy"] = "toy"
+    steps: int = 3
+    ema: Annotated[float | None, ADDED_LATER] = None
+    nested: list[_Old] = []
+
+
+class _Outer(Strict):
+    inner: _Grown = _Grown()
+    items: list[_Grown] = []
+
+
+def test_a_field_added_later_is_left_out_of_the_hash_at_its_default() -> None:
+    assert spec_hash(_Grown()) == spec_hash(_Grown.model_validate({"nested": []})) != \
+        spec_hash(_Old())  # ``nested`` is not marked: it is part of the hash
+    grown_hash = hashlib.sha256(json.dumps(
+        {"kind": "toy", "nested": [], "steps": 3}, sort_keys=True,
+        separators=(",", ":")).encode()).hexdigest()
+    assert spec_hash(_Grown()) == grown_hash
+    assert spec_hash(_Grown(ema=0.999)) != grown_hash
+    # Nested models and models in lists follow the same rule.
+    outer = _Outer(items=[_Grown(), _Grown(ema=0.5)])
+    dumped = json.loads(canonical_json(outer))
+    assert "ema" not in dumped["inner"] and "ema" not in dumped["items"][0]
+    assert dumped["items"][1]["ema"] == 0.5

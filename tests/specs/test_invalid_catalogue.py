@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from service.specs.loading import Problem, SpecError, load_spec_file
+from contract.specs.loading import Problem, SpecError, load_spec_file
 
 INVALID = sorted((Path(__file__).parent / "invalid").glob("*.yaml"))
 

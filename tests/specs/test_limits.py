@@ -20,13 +20,15 @@ from typing import Any
 
 import pytest
 
+from contract.limits import get_limits
+from contract.specs.loading import SpecError, load_spec_file, load_spec_text
+from contract.specs.values import MAX_INT64
 from service import jsonout
 from service.results import to_json
 from service.settings import get_settings
-from service.specs.loading import SpecError, load_spec_file, load_spec_text
-from service.specs.models import MAX_INT64
 from service.store import migrate
-from service.store.repository import NewRun, Store
+from service.store.entities import NewRun
+from service.store.repository import Store
 
 ROBUSTLAB = shutil.which("robustlab", path=str(Path(sys.executable).parent)) or "robustlab"
 THEORY = "name: limits\nkind: theory\n"
@@ -36,9 +38,11 @@ THEORY = "name: limits\nkind: theory\n"
 def limits(monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch]:
     """Set ROBUSTLAB_MAX_* in the environment; the settings are re-read before and after."""
     get_settings.cache_clear()
+    get_limits.cache_clear()
     yield monkeypatch
     monkeypatch.undo()
     get_settings.cache_clear()
+    get_limits.cache_clear()
 
 
 def one_problem(load: Any, *args: Any) -> str:
@@ -70,6 +74,7 @@ def test_a_file_over_the_size_limit_is_refused_unread(tmp_path: Path) -> None:
 def test_text_over_the_size_limit_is_refused(limits: pytest.MonkeyPatch) -> None:
     limits.setenv("ROBUSTLAB_MAX_SPEC_BYTES", "100")
     get_settings.cache_clear()
+    get_limits.cache_clear()
     assert "ROBUSTLAB_MAX_SPEC_BYTES" in one_problem(load_spec_text, THEORY + "#" * 100, "up.yaml")
     load_spec_text(THEORY, "up.yaml")
 
@@ -100,6 +105,7 @@ def test_validate_refuses_dev_zero_and_a_fifo_at_once(tmp_path: Path) -> None:
 def test_size_limits_come_from_the_settings(limits: pytest.MonkeyPatch) -> None:
     limits.setenv("ROBUSTLAB_MAX_EXAMPLES", "50000")
     get_settings.cache_clear()
+    get_limits.cache_clear()
     load_spec_text(THEORY + "n_train: 50000\n")
     assert one_problem(load_spec_text, THEORY + "n_train: 50001\n").endswith(
         "n_train: must be <= 50000 (the limit ROBUSTLAB_MAX_EXAMPLES; got 50001)")
@@ -108,6 +114,7 @@ def test_size_limits_come_from_the_settings(limits: pytest.MonkeyPatch) -> None:
 def test_the_sweep_cap_comes_from_the_settings(limits: pytest.MonkeyPatch) -> None:
     limits.setenv("ROBUSTLAB_MAX_SWEEP_CELLS", "6")
     get_settings.cache_clear()
+    get_limits.cache_clear()
     load_spec_text(THEORY + "sweep: {svm_c: [1, 2, 3], epochs: [1, 2]}\n")
     assert "the sweep has 9 cells (3 x 3), more than 6" in one_problem(
         load_spec_text, THEORY + "sweep: {svm_c: [1, 2, 3], epochs: [1, 2, 3]}\n")

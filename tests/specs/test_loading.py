@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from service.specs.loading import (
+from contract.specs.kinds import SPEC_KINDS, EvaluateSpec, TheorySpec, TrainSpec
+from contract.specs.loading import (
     LoadedSpec,
     Problem,
     SpecError,
@@ -14,7 +15,6 @@ from service.specs.loading import (
     load_spec_text,
     parse_override,
 )
-from service.specs.models import SPEC_KINDS, EvaluateSpec, TheorySpec, TrainSpec
 
 REPO = Path(__file__).resolve().parents[2]
 SHIPPED = sorted((REPO / "specs").rglob("*.yaml"))

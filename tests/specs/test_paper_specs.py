@@ -18,14 +18,16 @@ import numpy as np
 import pytest
 import torch
 
-from service.specs.loading import SpecError, load_spec_file
-from service.specs.models import LinearFeaturesSpec, PGDAttack, TrainSpec
-from service.specs.sweep import Cell, expand
+from contract.records import EvaluationRecord, MemoryReporter
+from contract.specs.attacks import PGDAttack
+from contract.specs.kinds import LinearFeaturesSpec, TrainSpec
+from contract.specs.loading import SpecError, load_spec_file
+from contract.specs.sweep import Cell, expand
 from tests.science.test_datasets import _write_cifar, _write_imagenet
 from workers.science.checkpoints import load_model
+from workers.science.context import RunContext
 from workers.science.evaluate import unpack_correct
 from workers.science.experiments import get_experiment
-from workers.science.records import EvaluationRecord, MemoryReporter, RunContext
 
 REPO = Path(__file__).resolve().parents[2]
 SHIPPED = sorted((REPO / "specs").rglob("*.yaml"))

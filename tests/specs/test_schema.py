@@ -9,8 +9,9 @@ import jsonschema
 import pytest
 import yaml
 
-from service.specs.models import SPEC_KINDS, parse_number
-from service.specs.schema import SCHEMA_PATH, build_schema, render_schema, write_schema
+from contract.specs.kinds import SPEC_KINDS
+from contract.specs.schema import SCHEMA_PATH, build_schema, render_schema, write_schema
+from contract.specs.values import parse_number
 
 REPO = Path(__file__).resolve().parents[2]
 SHIPPED = sorted((REPO / "specs").rglob("*.yaml"))

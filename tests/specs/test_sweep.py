@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from service.specs.loading import load_spec_file, load_spec_text
-from service.specs.sweep import Cell, expand, get_path, grid, set_path
+from contract.specs.loading import load_spec_file, load_spec_text
+from contract.specs.sweep import Cell, expand, get_path, grid, set_path
 
 REPO = Path(__file__).resolve().parents[2]
 

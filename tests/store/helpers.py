@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from service.store.repository import NewRun, RunInfo, Store
+from service.store.entities import NewRun, RunInfo
+from service.store.repository import Store
 
 
 def new_runs(experiment: str, cells: int, *, prefix: str = "run") -> list[NewRun]:

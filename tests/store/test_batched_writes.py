@@ -13,15 +13,15 @@ from pathlib import Path
 import pytest
 from sqlalchemy import event
 
-from service.recording import StoreReporter
-from service.runner import execute_run, record
+from contract.records import CheckpointRecord, EvaluationRecord, MetricRecord
+from contract.specs.loading import load_spec_file
+from contract.status import RunStatus
+from service.recording import StoreReporter, record
+from service.runner import execute_run
 from service.settings import Settings
-from service.specs.loading import load_spec_file
 from service.store import migrate
 from service.store.repository import Store
-from service.store.status import RunStatus
 from tests.store.helpers import record_runs
-from workers.science.records import CheckpointRecord, EvaluationRecord, MetricRecord
 
 REPO = Path(__file__).resolve().parents[2]
 NEVER = 3600.0

@@ -12,12 +12,12 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect, text
 from sqlalchemy.engine import make_url
 
+from contract.records import EvaluationRecord
 from service.store import migrate
 from service.store.models import Base
 from service.store.repository import SchemaOutOfDate, Store
 from service.store.session import make_engine
 from tests.store.helpers import record_runs
-from workers.science.records import EvaluationRecord
 
 REPO_MIGRATIONS = migrate.MIGRATIONS_DIR
 TABLES = set(Base.metadata.tables)
@@ -127,7 +127,7 @@ def test_batch_migration_keeps_the_rows(database_url: str, next_revision: str) -
     migrate.upgrade(database_url, next_revision)
     store = Store(database_url, check=False)
     run = record_runs(store)[0]
-    store.upsert_evaluation(run.id, EvaluationRecord("linear", "binary_mnist", 0.5, 10))
+    store.upsert_evaluation(run.id, EvaluationRecord(model="linear", dataset="binary_mnist", accuracy=0.5, n=10))
     store.close()
     migrate.upgrade(database_url)
     migrate.downgrade(database_url, next_revision)

@@ -12,14 +12,9 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 
+from contract.records import ArtifactRecord, CheckpointRecord, EvaluationRecord, MetricRecord
 from service.store.repository import RunNotFound, Store, StoreError
 from tests.store.helpers import new_runs, record_runs
-from workers.science.records import (
-    ArtifactRecord,
-    CheckpointRecord,
-    EvaluationRecord,
-    MetricRecord,
-)
 
 
 def _evaluation(accuracy: float = 0.75, **overrides: object) -> EvaluationRecord:

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
+from contract.records import MetricRecord
 from service.store import migrate
 from service.store.repository import DatabaseUnavailable, Store, StoreError
 from service.store.session import RetryPolicy, make_engine, normalise_url
 from tests.store.helpers import record_runs
-from workers.science.records import MetricRecord
 
 
 def _closed_port() -> int:

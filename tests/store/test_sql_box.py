@@ -20,6 +20,7 @@ import psycopg
 import pytest
 from sqlalchemy.engine import make_url
 
+from contract.limits import get_limits
 from dashboard.launch import LaunchRefused, check_sql_box
 from service.settings import Settings, get_settings
 from service.store import migrate, sql_box
@@ -286,9 +287,11 @@ def test_the_row_limit_is_capped_by_the_settings(sqlite_db: str,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ROBUSTLAB_SQL_MAX_ROWS", "3")
     get_settings.cache_clear()
+    get_limits.cache_clear()
     try:
         endless = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT x FROM c"
         result = run_select(sqlite_db, endless, limit=100_000)
         assert result.truncated and len(result.frame) == 3
     finally:
         get_settings.cache_clear()
+        get_limits.cache_clear()

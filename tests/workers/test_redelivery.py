@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from service.queue import submit
-from service.specs.loading import load_spec_text
+from contract.specs.loading import load_spec_text
+from service.queue.submission import submit
 from service.store.repository import Store
 from tests.workers.conftest import settings_of
 from tests.workers.helpers import (

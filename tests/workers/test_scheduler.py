@@ -17,12 +17,14 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect
 
+from contract.records import CheckpointRecord
+from contract.specs.loading import SpecError
 from service import scheduler
 from service.settings import Settings
-from service.specs.loading import SpecError
 from service.store import migrate
+from service.store.entities import NewRun
 from service.store.models import Base
-from service.store.repository import NewRun, Store
+from service.store.repository import Store
 from service.store.scheduling import ScheduleNotFound, Schedules
 from service.store.session import make_engine
 from tests.workers.conftest import settings_of
@@ -35,7 +37,6 @@ from tests.workers.helpers import (
     theory_spec,
     wait_for,
 )
-from workers.science.records import CheckpointRecord
 
 HOUR_AGO = time.time() - 3600
 

@@ -14,9 +14,10 @@ from pathlib import Path
 import pytest
 import redis
 
-from service.queue import EXECUTE_TASK, BrokerUnavailable, app, publish, submit
-from service.runner import plan_runs
-from service.specs.loading import load_spec_text
+from contract.specs.loading import load_spec_text
+from service.queue.app import EXECUTE_TASK, BrokerUnavailable, app
+from service.queue.submission import publish, submit
+from service.recording import plan_runs
 from service.store.repository import Store
 from tests.workers.conftest import settings_of
 from tests.workers.helpers import REPO, closed_port, queue_length, robustlab, theory_spec
@@ -125,10 +126,10 @@ def test_broker_down_is_one_line_exit_2_and_records_nothing(
     assert store.results() == []
 
 
-def test_commands_and_the_task_module_import_no_torch() -> None:
-    """`robustlab --help` stays fast, and the worker's parent decides when torch is imported
-    (``service.queue.preload_science``: imported, CUDA never initialised)."""
-    code = ("import sys, service.cli, service.queue, workers.tasks; "
+def test_commands_and_submitting_import_no_torch() -> None:
+    """`robustlab --help` and `submit` stay fast: only a worker's process imports the science
+    (``service.queue.worker.preload_science``: imported, CUDA never initialised)."""
+    code = ("import sys, service.cli, service.queue.app, service.queue.submission; "
             "print(sorted(m for m in ('torch', 'torchvision') if m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
                             text=True, timeout=120, check=True)

@@ -18,12 +18,13 @@ from pathlib import Path
 import pytest
 from sqlalchemy.engine import make_url
 
+from contract.specs.loading import load_spec_text
 from service import scheduler
-from service.queue import Submission, submit
+from service.queue.submission import Submission, submit
 from service.settings import Settings
-from service.specs.loading import load_spec_text
 from service.store import migrate
-from service.store.repository import RunInfo, Store
+from service.store.entities import RunInfo
+from service.store.repository import Store
 from tests.conftest import POSTGRES_SERVER, execute_autocommit
 from tests.workers.conftest import queue_env, settings_of
 from tests.workers.helpers import (

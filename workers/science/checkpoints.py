@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from service.specs.catalog import DatasetInfo, Normalization
+from contract.datasets import DatasetInfo, Normalization
 from workers.science.models import build_model
 
 FORMAT = "robustlab-checkpoint"

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from service.specs.models import DatasetConfig
+from contract.specs.data import DatasetConfig
 from workers.science.datasets import (
     DATASETS,
     dataset_root,

@@ -28,18 +28,11 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from service.specs.models import (
-    APGDAttack,
-    AutoAttack,
-    ExactLinearAttack,
-    FABAttack,
-    FGSMAttack,
-    PGDAttack,
-    SquareAttack,
-)
-from workers.science.attacks import apgd, autoattack, exact_linear_attack, fab, fgsm, pgd, square
+from contract.records import Cancelled, EvaluationRecord
+from contract.specs.attacks import AttackSpec
 from workers.science.attacks.autoattack import BLACKBOX
 from workers.science.attacks.common import attack_mode, synchronize
+from workers.science.attacks.registry import run_attack_spec
 from workers.science.evaluation_checks import (
     BatchChecks,
     Check,
@@ -48,12 +41,9 @@ from workers.science.evaluation_checks import (
     merge_batches,
 )
 from workers.science.losses import correct
-from workers.science.records import Cancelled, EvaluationRecord
 
 log = logging.getLogger(__name__)
 
-AttackSpec = (PGDAttack | FGSMAttack | ExactLinearAttack | APGDAttack | FABAttack | SquareAttack
-              | AutoAttack)
 ChecksScope = Literal["first_batch", "all", "off"]
 
 
@@ -62,16 +52,7 @@ ChecksScope = Literal["first_batch", "all", "off"]
 
 def attack_label(spec: AttackSpec) -> str:
     """A short readable name of an attack configuration, used in check names and details."""
-    text = f"{spec.kind} {spec.norm} eps={spec.eps:.6g}"
-    if isinstance(spec, PGDAttack):
-        text += f" steps={spec.steps} restarts={spec.restarts}"
-    elif isinstance(spec, APGDAttack | FABAttack):
-        text += f" {_variant(spec)} steps={spec.steps}"
-    elif isinstance(spec, SquareAttack):
-        text += f" queries={spec.queries}"
-    elif isinstance(spec, AutoAttack):
-        text += f" {spec.version}"
-    return text
+    return spec.label()
 
 
 def pack_correct(correct_bits: torch.Tensor) -> bytes:
@@ -166,13 +147,13 @@ class EvaluationResult:
         records = [record(self.clean, attack="none", checks=self.checks_for(None),
                           details={"check_cost": dict(self.check_cost)} if self.check_cost else {})]
         for index, outcome in enumerate(self.attacks):
-            fields = _attack_fields(outcome.spec)
+            fields = outcome.spec.record_fields()
             fields["details"] = {**fields.get("details", {}), "seconds": round(outcome.seconds, 3)}
             records.append(record(outcome.correct, checks=self.checks_for([index]), **fields))
             for order, component in enumerate(outcome.components):
-                assert isinstance(outcome.spec, AutoAttack)  # only AutoAttack has components
+                fields = outcome.spec.component_fields(component.name, order, component.seconds)
                 records.append(record(component.correct, checks=self.checks_for([index]),
-                                      **_component_fields(outcome.spec, component, order)))
+                                      **fields))
         for (norm, eps), indices in self.threat_groups().items():
             records.append(record(
                 self.worst_case(norm, eps), attack="worst_case", eval_norm=norm, eval_eps=eps,
@@ -180,44 +161,6 @@ class EvaluationResult:
                 details={"attacks": [attack_label(self.attacks[i].spec) for i in indices]},
             ))
         return records
-
-
-def _variant(spec: APGDAttack | FABAttack) -> str:
-    """The reference's name of an APGD or FAB configuration: apgd-ce, apgd-dlr, apgd-t, fab(-t)."""
-    if isinstance(spec, APGDAttack):
-        return "apgd-t" if spec.targeted else f"apgd-{spec.loss}"
-    return "fab-t" if spec.targeted else "fab"
-
-
-def _attack_fields(spec: AttackSpec) -> dict[str, Any]:
-    """The record columns that describe an attack configuration."""
-    fields: dict[str, Any] = {"attack": spec.kind, "eval_norm": spec.norm, "eval_eps": spec.eps}
-    if isinstance(spec, PGDAttack):
-        fields.update(steps=spec.steps, step_size=spec.resolved_step_size,
-                      restarts=spec.restarts, details={"random_start": spec.random_start})
-    elif isinstance(spec, FGSMAttack):
-        fields.update(steps=1, step_size=spec.eps, restarts=1)
-    elif isinstance(spec, APGDAttack | FABAttack):
-        fields.update(steps=spec.steps, restarts=spec.restarts, variant=_variant(spec),
-                      details={"n_target_classes": spec.n_target_classes})
-    elif isinstance(spec, SquareAttack):
-        fields.update(steps=spec.queries, restarts=spec.restarts,
-                      details={"queries": spec.queries, "p_init": spec.p_init})
-    elif isinstance(spec, AutoAttack):
-        fields.update(steps=spec.steps, variant="" if spec.version == "standard" else spec.version,
-                      details={"version": spec.version, "queries": spec.queries,
-                               "n_target_classes": spec.n_target_classes})
-    return fields
-
-
-def _component_fields(spec: AutoAttack, component: ComponentResult, order: int) -> dict[str, Any]:
-    """Columns of an AutoAttack component's record: the ensemble's, the component as variant."""
-    fields = _attack_fields(spec)
-    prefix = "" if spec.version == "standard" else f"{spec.version}:"
-    fields["variant"] = prefix + component.name
-    fields["details"] = {**fields["details"], "component": component.name, "order": order,
-                         "seconds": round(component.seconds, 3)}
-    return fields
 
 
 def _accuracy(bits: torch.Tensor) -> float:
@@ -241,34 +184,7 @@ def run_attack(
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """The adversarial inputs (B, C, H, W) that the configured attack finds for (x, y)."""
-    if isinstance(spec, PGDAttack):
-        return pgd(model, x, y, norm=spec.norm, eps=spec.eps, step_size=spec.resolved_step_size,
-                   steps=spec.steps, random_start=spec.random_start, restarts=spec.restarts,
-                   early_stop=True, generator=generator)
-    if isinstance(spec, FGSMAttack):
-        return fgsm(model, x, y, eps=spec.eps)
-    if isinstance(spec, APGDAttack):
-        return apgd(model, x, y, norm=spec.norm, eps=spec.eps, steps=spec.steps, loss=spec.loss,
-                    restarts=spec.restarts, targeted=spec.targeted,
-                    n_target_classes=spec.n_target_classes, eot_iter=spec.eot_iter,
-                    generator=generator)
-    if isinstance(spec, FABAttack):
-        return fab(model, x, y, norm=spec.norm, eps=spec.eps, steps=spec.steps,
-                   targeted=spec.targeted, n_target_classes=spec.n_target_classes,
-                   restarts=spec.restarts, generator=generator)
-    if isinstance(spec, SquareAttack):
-        return square(model, x, y, norm=spec.norm, eps=spec.eps, queries=spec.queries,
-                      p_init=spec.p_init, restarts=spec.restarts, generator=generator)
-    if isinstance(spec, AutoAttack):
-        return _autoattack(spec, model, x, y, generator).x_adv
-    return exact_linear_attack(model, x, y, norm=spec.norm, eps=spec.eps).x_adv
-
-
-def _autoattack(spec: AutoAttack, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
-                generator: torch.Generator | None) -> Any:
-    return autoattack(model, x, y, norm=spec.norm, eps=spec.eps, version=spec.version,
-                      steps=spec.steps, queries=spec.queries,
-                      n_target_classes=spec.n_target_classes, generator=generator)
+    return run_attack_spec(spec, model, x, y, generator).x_adv
 
 
 def _correct_at(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -290,16 +206,14 @@ class _Parts:
         """Run ``spec`` on the batch, keep its (B,) correctness (CPU) and return it."""
         synchronize(x.device)
         started = time.perf_counter()
-        if isinstance(spec, AutoAttack):
-            result = _autoattack(spec, model, x, y, generator)
-            bits = (result.robust & clean).cpu()
-            for component in result.components:
-                self.components.setdefault(component.name, []).append(
-                    (component.robust & clean).cpu())
-                self.component_seconds[component.name] = (
-                    self.component_seconds.get(component.name, 0.0) + component.seconds)
-        else:
-            bits = (_correct_at(model, run_attack(spec, model, x, y, generator), y) & clean).cpu()
+        found = run_attack_spec(spec, model, x, y, generator)
+        robust = found.robust if found.robust is not None else _correct_at(model, found.x_adv, y)
+        bits = (robust & clean).cpu()
+        for component in found.components:
+            self.components.setdefault(component.name, []).append(
+                (component.robust & clean).cpu())
+            self.component_seconds[component.name] = (
+                self.component_seconds.get(component.name, 0.0) + component.seconds)
         synchronize(x.device)
         self.seconds += time.perf_counter() - started
         self.correct.append(bits)
@@ -406,7 +320,7 @@ def _add_blackbox_checks(result: EvaluationResult) -> None:
         source: int | None = None  # the attack holding the (first) black-box result
         for index in indices:
             outcome = result.attacks[index]
-            if isinstance(outcome.spec, SquareAttack):
+            if outcome.spec.blackbox:
                 blackbox.append(outcome.correct)
                 source = index if source is None else source
             elif outcome.components:  # AutoAttack: white-box parts, then its black box

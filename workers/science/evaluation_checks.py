@@ -34,7 +34,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from service.specs.models import ExactLinearAttack, FGSMAttack, PGDAttack
+from contract.specs.attacks import AttackSpec, FGSMAttack, PGDAttack
 from workers.science.losses import correct, is_binary
 
 Check = dict[str, Any]
@@ -89,7 +89,7 @@ class BatchChecks:
     model: nn.Module
     x: torch.Tensor
     y: torch.Tensor
-    attacks: list[Any]
+    attacks: list[AttackSpec]
     clean: torch.Tensor
     outcomes: list[torch.Tensor]
     attack_point: AttackPoint
@@ -106,9 +106,10 @@ class BatchChecks:
             self.found[f"large_eps[{norm}]"] = (None, self.large_eps(norm))
         for index, spec in enumerate(self.attacks):
             name = self.label(spec)
-            if isinstance(spec, PGDAttack) and (spec.steps > 1 or spec.restarts > 1):
-                self.found[f"more_steps[{name}]"] = (index, self.more_steps(index, spec))
-            if isinstance(spec, PGDAttack) and spec.norm == "linf" and spec.eps > 0:
+            cheap = spec.cheaper()
+            if cheap is not None:
+                self.found[f"more_steps[{name}]"] = (index, self.more_steps(index, cheap))
+            if spec.fgsm_comparable:
                 self.found[f"no_weaker_than_fgsm[{name}]"] = (index, self.no_weaker_than_fgsm(index, spec))
             exact = self._exact_index(spec)
             if exact is not None:
@@ -154,10 +155,7 @@ class BatchChecks:
             logits = self.model(self.x[:1])
         return 0.75 if is_binary(logits) else 2.0 / logits.shape[1]
 
-    def more_steps(self, index: int, spec: PGDAttack) -> Check:
-        cheap = spec.model_copy(update={
-            "steps": max(1, spec.steps // 2), "restarts": 1, "step_size": spec.resolved_step_size,
-        })
+    def more_steps(self, index: int, cheap: AttackSpec) -> Check:
         # The same seed as the main run on this batch: its first restart starts where cheap does.
         cheap_correct = self.correct_under(cheap, self.seed_of_attack(index))
         full = self.outcomes[index]
@@ -165,7 +163,7 @@ class BatchChecks:
         return check(raised == 0, accuracy(full), f"<= {accuracy(cheap_correct):.6g}",
                      f"{raised} examples survive the full attack but not {self.label(cheap)}")
 
-    def no_weaker_than_fgsm(self, index: int, spec: PGDAttack) -> Check:
+    def no_weaker_than_fgsm(self, index: int, spec: AttackSpec) -> Check:
         fgsm_accuracy = accuracy(self.correct_under(FGSMAttack(eps=spec.eps), self.seed))
         value = accuracy(self.outcomes[index])
         return check(value <= fgsm_accuracy, value, f"<= {fgsm_accuracy:.6g}",
@@ -173,10 +171,10 @@ class BatchChecks:
 
     def _exact_index(self, spec: Any) -> int | None:
         """The configured exact linear attack of the same ball as ``spec``, if any."""
-        if isinstance(spec, ExactLinearAttack):
+        if spec.exact:
             return None
         return next((i for i, other in enumerate(self.attacks)
-                     if isinstance(other, ExactLinearAttack)
+                     if other.exact
                      and (other.norm, other.eps) == (spec.norm, spec.eps)), None)
 
     def exact_is_lower_bound(self, index: int, exact: int) -> Check:

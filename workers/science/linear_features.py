@@ -28,10 +28,10 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from torch.utils.data import Dataset
 
+from contract.records import Cancelled
 from workers.science.attacks import exact_linear_attack
 from workers.science.datasets import ImageTensorDataset
 from workers.science.losses import classification_loss, correct
-from workers.science.records import Cancelled
 
 IMAGE_SIDE = 28
 """Binary MNIST images are 28 x 28, so w is shown as a 28 x 28 picture (Fig. 2a)."""

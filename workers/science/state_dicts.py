@@ -26,8 +26,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from service.specs.catalog import DatasetInfo
-from service.specs.models import ModelConfig
+from contract.datasets import DatasetInfo
+from contract.specs.architecture import ModelConfig
 from workers.science.checkpoints import FORMAT, load_model
 from workers.science.models import NormalizedModel, build_model, inner_network
 

@@ -31,8 +31,10 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from scipy.stats import norm
 
-from service.specs.models import TheoryDistribution
-from workers.science.records import Cancelled
+from contract import catalog
+from contract.catalog import TheoryModelInfo
+from contract.records import Cancelled
+from contract.specs.kinds import TheoryDistribution
 
 # --------------------------------------------------------------------------- the distribution
 
@@ -217,28 +219,11 @@ class FitSettings:
     svm_c: float
 
 
-@dataclass(frozen=True)
-class TheoryModel:
-    """One entry of ``THEORY_MODELS``."""
+MARGIN_LOSSES: dict[str, MarginLoss] = {"hinge": hinge_loss, "logistic": logistic_loss}
+"""The margin losses the theory's models minimise, by the name ``TheoryModelInfo.loss`` gives."""
 
-    name: str
-    loss: MarginLoss | None
-    """None for f_avg, which is fixed by eq. (4) and not trained."""
-    regularised: bool
-    """Adds eq. (5)'s (lambda/2)||w||_2^2 with lambda = 1/(C n) (libsvm's C * sum + 1/2 ||w||^2).
-    Logistic regression is left unregularised, as plain logistic regression."""
-
-    @property
-    def trainable(self) -> bool:
-        return self.loss is not None
-
-
-THEORY_MODELS: dict[str, TheoryModel] = {
-    "averaging": TheoryModel("averaging", loss=None, regularised=False),
-    "svm": TheoryModel("svm", loss=hinge_loss, regularised=True),
-    "logistic": TheoryModel("logistic", loss=logistic_loss, regularised=False),
-}
-"""The one list of theory model names; ``TheorySpec.models`` must allow exactly these."""
+THEORY_MODELS: dict[str, TheoryModelInfo] = catalog.THEORY_MODELS
+"""The theory's linear classifiers (``contract.catalog.THEORY_MODELS``)."""
 
 
 @dataclass(frozen=True)
@@ -251,16 +236,16 @@ class Problem:
     l2: float
 
 
-def training_problem(model: TheoryModel, eps: float, n_train: int,
+def training_problem(model: TheoryModelInfo, eps: float, n_train: int,
                      settings: FitSettings) -> Problem:
     """What ``model`` minimises on ``n_train`` examples against radius ``eps``."""
     if model.loss is None:
         raise ValueError(f"{model.name} is not trained")
     l2 = 1.0 / (settings.svm_c * n_train) if model.regularised else 0.0
-    return Problem(loss=model.loss, eps=eps, l2=l2)
+    return Problem(loss=MARGIN_LOSSES[model.loss], eps=eps, l2=l2)
 
 
-def fit(requests: Sequence[tuple[TheoryModel, float]], train: Sample,
+def fit(requests: Sequence[tuple[TheoryModelInfo, float]], train: Sample,
         dist: TheoryDistribution, settings: FitSettings, *,
         should_stop: Callable[[], bool] = lambda: False,
         on_epoch: Callable[[int], None] | None = None) -> list[LinearClassifier]:

@@ -8,7 +8,7 @@ generic attack loop needs (MadryLab/robustness ``attack_steps.py``):
   ``grad / ||grad||_2`` per example for l_2);
 - ``project(x)``: back into the ball around ``x0`` and into [0, 1].
 
-``THREAT_MODELS`` is the one list of norm names; ``service.specs.models.NormName`` must equal
+``THREAT_MODELS`` is the one list of norm names; ``contract.specs.models.NormName`` must equal
 its keys (a test checks). Everything is in pixel space, per example, for inputs
 ``(B, C, H, W)`` (any ``(B, ...)`` works).
 """

@@ -49,8 +49,10 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from torch import nn
 
-from service.specs.catalog import DATASETS, large_eps_radii
-from service.specs.models import LargeEpsAttack, NormName
+from contract.catalog import large_eps_radii
+from contract.datasets import DATASETS
+from contract.specs.values import NormName
+from contract.specs.visualize import LargeEpsAttack
 from workers.science.attacks import pgd
 from workers.science.attacks.common import attack_mode
 from workers.science.losses import classification_loss, predict

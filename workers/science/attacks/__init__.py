@@ -9,14 +9,17 @@ optional ``generator``.
 """
 
 from workers.science.attacks.apgd import apgd
-from workers.science.attacks.autoattack import AutoAttackResult, ComponentOutcome, autoattack
+from workers.science.attacks.autoattack import AutoAttackResult, autoattack
+from workers.science.attacks.common import AttackRun, ComponentOutcome
 from workers.science.attacks.fab import fab
 from workers.science.attacks.fgsm import fgsm
 from workers.science.attacks.linear import LinearWorstCase, affine_parameters, exact_linear_attack
 from workers.science.attacks.pgd import pgd
+from workers.science.attacks.registry import run_attack_spec
 from workers.science.attacks.square import square
 
 __all__ = [
+    "AttackRun",
     "AutoAttackResult",
     "ComponentOutcome",
     "LinearWorstCase",
@@ -27,5 +30,6 @@ __all__ = [
     "fab",
     "fgsm",
     "pgd",
+    "run_attack_spec",
     "square",
 ]

@@ -24,7 +24,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from contract.specs.attacks import APGDAttack
 from workers.science.attacks.common import (
+    AttackRun,
     attack_mode,
     check_inputs,
     per_example_loss,
@@ -250,3 +252,12 @@ def _one_run(
             rises.zero_()
             since = 0
     return _Run(x=torch.where(view_as_batch(success, found), found, best_x), success=success)
+
+
+def run_spec(spec: APGDAttack, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+             generator: torch.Generator | None) -> AttackRun:
+    """``evaluation.attacks`` entry ``kind: apgd`` (``contract.specs.attacks.APGDAttack``)."""
+    return AttackRun(apgd(model, x, y, norm=spec.norm, eps=spec.eps, steps=spec.steps,
+                          loss=spec.loss, restarts=spec.restarts, targeted=spec.targeted,
+                          n_target_classes=spec.n_target_classes, eot_iter=spec.eot_iter,
+                          generator=generator))

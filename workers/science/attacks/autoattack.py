@@ -25,8 +25,15 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from contract.specs.attacks import AutoAttack
 from workers.science.attacks.apgd import apgd
-from workers.science.attacks.common import attack_mode, check_inputs, synchronize
+from workers.science.attacks.common import (
+    AttackRun,
+    ComponentOutcome,
+    attack_mode,
+    check_inputs,
+    synchronize,
+)
 from workers.science.attacks.fab import fab
 from workers.science.attacks.square import square
 from workers.science.losses import correct
@@ -93,18 +100,6 @@ COMPONENTS = ("apgd-ce", "apgd-dlr", "apgd-t", "fab", "fab-t", "square")
 """Every component name; ``variant`` of an AutoAttack result row is one of these."""
 BLACKBOX = frozenset({"square"})
 """Components that use no gradient: breaking points the others could not suggests masking."""
-
-
-@dataclass(frozen=True)
-class ComponentOutcome:
-    """One component's effect: who is still standing after it, and what it cost."""
-
-    name: str
-    robust: torch.Tensor
-    """(B,) bool: correct on the clean input and after this and every earlier component."""
-    broke: torch.Tensor
-    """(B,) bool: examples this component was the first to break."""
-    seconds: float
 
 
 @dataclass
@@ -193,3 +188,12 @@ def autoattack(
         result.components.append(ComponentOutcome(name, robust.clone(), broke,
                                                   time.perf_counter() - started))
     return result
+
+
+def run_spec(spec: AutoAttack, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+             generator: torch.Generator | None) -> AttackRun:
+    """``evaluation.attacks`` entry ``kind: autoattack``: the ensemble and its components."""
+    result = autoattack(model, x, y, norm=spec.norm, eps=spec.eps, version=spec.version,
+                        steps=spec.steps, queries=spec.queries,
+                        n_target_classes=spec.n_target_classes, generator=generator)
+    return AttackRun(result.x_adv, robust=result.robust, components=tuple(result.components))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -78,3 +79,32 @@ def synchronize(device: torch.device) -> None:
     """Wait for queued CUDA work, so that wall-clock seconds measure the attack, not the queue."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+@dataclass(frozen=True)
+class ComponentOutcome:
+    """One component of an ensemble: who is still standing after it, and what it cost."""
+
+    name: str
+    robust: torch.Tensor
+    """(B,) bool: correct on the clean input and after this and every earlier component."""
+    broke: torch.Tensor
+    """(B,) bool: examples this component was the first to break."""
+    seconds: float
+
+
+@dataclass(frozen=True)
+class AttackRun:
+    """What one configured attack found on one batch: what ``evaluate`` needs from any attack.
+
+    Every attack module has a ``run_spec(spec, model, x, y, generator) -> AttackRun`` that its
+    spec class names (``contract.specs.attacks.AttackSpec.implementation``).
+    """
+
+    x_adv: torch.Tensor
+    """(B, C, H, W): the adversarial inputs, in the ball and the box."""
+    robust: torch.Tensor | None = None
+    """(B,) bool where the attack judged correctness itself (an ensemble); None: ``evaluate``
+    classifies ``x_adv``."""
+    components: tuple[ComponentOutcome, ...] = ()
+    """An ensemble's parts in the order they ran (AutoAttack), each with its own result row."""

@@ -21,7 +21,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from contract.specs.attacks import FABAttack
 from workers.science.attacks.common import (
+    AttackRun,
     attack_mode,
     check_inputs,
     lp_norms,
@@ -242,3 +244,11 @@ def _random_start(x0: torch.Tensor, norm: str, eps: float,
         t = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
     t = t / view_as_batch(lp_norms(t, norm).clamp_min(TINY), t)
     return (x0 + 0.5 * eps * t).clamp(0, 1)
+
+
+def run_spec(spec: FABAttack, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+             generator: torch.Generator | None) -> AttackRun:
+    """``evaluation.attacks`` entry ``kind: fab`` (``contract.specs.attacks.FABAttack``)."""
+    return AttackRun(fab(model, x, y, norm=spec.norm, eps=spec.eps, steps=spec.steps,
+                         targeted=spec.targeted, n_target_classes=spec.n_target_classes,
+                         restarts=spec.restarts, generator=generator))

@@ -5,7 +5,14 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from workers.science.attacks.common import LossFn, attack_mode, check_inputs, per_example_loss
+from contract.specs.attacks import FGSMAttack
+from workers.science.attacks.common import (
+    AttackRun,
+    LossFn,
+    attack_mode,
+    check_inputs,
+    per_example_loss,
+)
 from workers.science.losses import classification_loss
 from workers.science.threat_models import LinfBall
 
@@ -49,3 +56,9 @@ def fgsm(
         objective = -losses if targeted else losses
         (grad,) = torch.autograd.grad(objective.sum(), x_in)  # (B, C, H, W)
     return ball.project(ball.step(x, grad))
+
+
+def run_spec(spec: FGSMAttack, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+             generator: torch.Generator | None) -> AttackRun:
+    """``evaluation.attacks`` entry ``kind: fgsm`` (``contract.specs.attacks.FGSMAttack``)."""
+    return AttackRun(fgsm(model, x, y, eps=spec.eps))

@@ -22,7 +22,8 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from workers.science.attacks.common import attack_mode, check_inputs
+from contract.specs.attacks import ExactLinearAttack
+from workers.science.attacks.common import AttackRun, attack_mode, check_inputs
 from workers.science.losses import is_binary
 
 AFFINE_TOLERANCE = 1e-4
@@ -157,3 +158,9 @@ def exact_linear_attack(
         w, b = (t.detach().double().to(x.device) for t in model_or_wb)
         w, b = w.flatten(), b.reshape(())
     return WORST_CASES[norm](w, b, x.detach(), y, eps)
+
+
+def run_spec(spec: ExactLinearAttack, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+             generator: torch.Generator | None) -> AttackRun:
+    """``evaluation.attacks`` entry ``kind: exact_linear`` (``contract.specs.attacks.ExactLinearAttack``)."""
+    return AttackRun(exact_linear_attack(model, x, y, norm=spec.norm, eps=spec.eps).x_adv)

@@ -17,7 +17,14 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from workers.science.attacks.common import LossFn, attack_mode, check_inputs, per_example_loss
+from contract.specs.attacks import PGDAttack
+from workers.science.attacks.common import (
+    AttackRun,
+    LossFn,
+    attack_mode,
+    check_inputs,
+    per_example_loss,
+)
 from workers.science.losses import classification_loss, correct
 from workers.science.threat_models import ThreatModel, threat_model
 
@@ -199,3 +206,11 @@ def _one_run(
     worst.update(x_adv, score, success)
     return worst
 
+
+def run_spec(spec: PGDAttack, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+             generator: torch.Generator | None) -> AttackRun:
+    """``evaluation.attacks`` entry ``kind: pgd`` (``contract.specs.attacks.PGDAttack``)."""
+    return AttackRun(pgd(model, x, y, norm=spec.norm, eps=spec.eps,
+                         step_size=spec.resolved_step_size, steps=spec.steps,
+                         random_start=spec.random_start, restarts=spec.restarts,
+                         early_stop=True, generator=generator))

@@ -25,7 +25,14 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from workers.science.attacks.common import attack_mode, check_inputs, lp_norms, view_as_batch
+from contract.specs.attacks import SquareAttack
+from workers.science.attacks.common import (
+    AttackRun,
+    attack_mode,
+    check_inputs,
+    lp_norms,
+    view_as_batch,
+)
 from workers.science.attacks.dlr import margin
 from workers.science.losses import correct
 from workers.science.threat_models import THREAT_MODELS, TINY
@@ -263,3 +270,10 @@ def _l2_run(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, quer
         best[active[better]] = proposal[better]
         best_margin[active[better]] = proposal_margin[better]
     return best, best_margin <= 0
+
+
+def run_spec(spec: SquareAttack, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+             generator: torch.Generator | None) -> AttackRun:
+    """``evaluation.attacks`` entry ``kind: square`` (``contract.specs.attacks.SquareAttack``)."""
+    return AttackRun(square(model, x, y, norm=spec.norm, eps=spec.eps, queries=spec.queries,
+                            p_init=spec.p_init, restarts=spec.restarts, generator=generator))

@@ -1,6 +1,6 @@
 """Datasets: one module per dataset (or file format), dispatched through the catalog.
 
-``service.specs.catalog`` lists every dataset name and its static facts; each
+``contract.specs.catalog`` lists every dataset name and its static facts; each
 ``DatasetInfo.module`` (or ``DatasetFormat.module``) names the module here that loads it, and
 installed plugins (entry points ``robustlab.datasets``) go through ``plugins``. Every module
 has the same three functions::
@@ -31,7 +31,7 @@ from typing import Any, cast
 
 from torch.utils.data import Dataset, Subset
 
-from service.specs.catalog import (
+from contract.datasets import (
     BINARY_MNIST_DIGITS,
     CIFAR10_BATCHES,
     CIFAR10_CLASSES,
@@ -43,7 +43,7 @@ from service.specs.catalog import (
     DatasetInfo,
     Normalization,
 )
-from service.specs.models import DatasetConfig
+from contract.specs.data import DatasetConfig
 from workers.science.datasets.common import (
     ImageTensorDataset,
     MalformedDataError,

@@ -11,8 +11,8 @@ from pathlib import Path
 import torch
 import torchvision
 
-from service.specs.catalog import CIFAR10_BATCHES, DATASETS, DatasetInfo
-from service.specs.models import DatasetConfig
+from contract.datasets import CIFAR10_BATCHES, DATASETS, DatasetInfo
+from contract.specs.data import DatasetConfig
 from workers.science.datasets.common import ImageTensorDataset, crop_augmentation, require_files
 from workers.science.safe_pickle import load_cifar_batch
 

@@ -15,7 +15,7 @@ import torch
 from torch.utils.data import Dataset
 from torchvision.transforms import v2
 
-from service.specs.catalog import DatasetInfo
+from contract.datasets import DatasetInfo
 from workers.science import data_hash
 
 

@@ -19,8 +19,8 @@ import torchvision
 from PIL import Image
 from torchvision import transforms
 
-from service.specs.catalog import DatasetInfo, Normalization
-from service.specs.models import DatasetConfig
+from contract.datasets import DatasetInfo, Normalization
+from contract.specs.data import DatasetConfig
 from workers.science.datasets.common import (
     ImageTensorDataset,
     MalformedDataError,

@@ -13,8 +13,8 @@ from typing import Any
 import torch
 import torchvision
 
-from service.specs.catalog import BINARY_MNIST_DIGITS, DATASETS, DatasetInfo
-from service.specs.models import DatasetConfig
+from contract.datasets import BINARY_MNIST_DIGITS, DATASETS, DatasetInfo
+from contract.specs.data import DatasetConfig
 from workers.science.datasets.common import ImageTensorDataset, crop_augmentation, require_files
 
 TORCHVISION_CLASSES: dict[str, type[torchvision.datasets.MNIST]] = {

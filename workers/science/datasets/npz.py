@@ -16,8 +16,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from service.specs.catalog import DatasetInfo, Normalization
-from service.specs.models import DatasetConfig
+from contract.datasets import DatasetInfo, Normalization
+from contract.specs.data import DatasetConfig
 from workers.science.datasets.common import (
     ImageTensorDataset,
     MalformedDataError,

@@ -18,8 +18,9 @@ from typing import Any, cast
 import torch
 from torch.utils.data import Dataset
 
-from service.specs.catalog import DATASET_GROUP, DatasetInfo, Normalization
-from service.specs.models import DatasetConfig
+from contract.catalog import DATASET_GROUP
+from contract.datasets import DatasetInfo, Normalization
+from contract.specs.data import DatasetConfig
 from workers.science.datasets.common import MalformedDataError, walk_files
 
 

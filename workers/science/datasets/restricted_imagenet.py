@@ -13,8 +13,8 @@ import torch
 import torchvision
 from torchvision import transforms
 
-from service.specs.catalog import DATASETS, RESTRICTED_IMAGENET_RANGES, DatasetInfo
-from service.specs.models import DatasetConfig
+from contract.datasets import DATASETS, RESTRICTED_IMAGENET_RANGES, DatasetInfo
+from contract.specs.data import DatasetConfig
 from workers.science.datasets.common import int64, missing, proportional_order
 
 INFO = DATASETS["restricted_imagenet"]

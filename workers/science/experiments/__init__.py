@@ -1,25 +1,24 @@
 """Experiment kinds: one module per spec kind, each with ``run(spec, ctx) -> None``.
 
-Modules are imported on demand so that, say, a theory run never imports torchvision models.
+Each spec class names its ``runner`` (``contract.specs.kinds``); the module is imported only
+when a run of that kind executes, so that, say, a theory run never imports torchvision models.
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from typing import Any
 
-from workers.science.records import RunContext
+from contract.registry import load_object
+from contract.specs.kinds import SPEC_KINDS
+from workers.science.context import RunContext
 
 ExperimentFn = Callable[[Any, RunContext], None]
 
 
 def get_experiment(kind: str) -> ExperimentFn:
-    """The ``run`` function of the experiment module named after ``kind``."""
-    try:
-        module = importlib.import_module(f"{__name__}.{kind}")
-    except ModuleNotFoundError as exc:
-        if exc.name == f"{__name__}.{kind}":
-            raise ValueError(f"no experiment module for spec kind {kind!r}") from exc
-        raise
-    return module.run
+    """The ``run`` function of the spec kind ``kind``."""
+    if kind not in SPEC_KINDS:
+        raise ValueError(f"no experiment for spec kind {kind!r}; known: {', '.join(SPEC_KINDS)}")
+    function: ExperimentFn = load_object(SPEC_KINDS[kind].runner)
+    return function

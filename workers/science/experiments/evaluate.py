@@ -16,10 +16,12 @@ from typing import Any, cast
 
 from torch.utils.data import Dataset, Subset
 
-from service.specs.models import CheckpointSource, DatasetConfig, EvaluateSpec
+from contract.specs.architecture import CheckpointSource
+from contract.specs.data import DatasetConfig
+from contract.specs.kinds import EvaluateSpec
+from workers.science.context import RunContext
 from workers.science.datasets import data_provenance, dataset_info, load_dataset
 from workers.science.evaluate import evaluate
-from workers.science.records import RunContext
 from workers.science.state_dicts import load_source_model
 
 

@@ -28,7 +28,9 @@ from typing import Any
 
 import torch
 
-from service.specs.models import LinearFeaturesSpec
+from contract.records import ArtifactRecord, EvaluationRecord, MetricRecord, Reporter
+from contract.specs.kinds import LinearFeaturesSpec
+from workers.science.context import RunContext
 from workers.science.datasets import data_hash, dataset_root, load_dataset
 from workers.science.evaluate import pack_correct
 from workers.science.linear_features import (
@@ -46,13 +48,6 @@ from workers.science.linear_features import (
     train_linear,
     weight_image,
     weight_profile,
-)
-from workers.science.records import (
-    ArtifactRecord,
-    EvaluationRecord,
-    MetricRecord,
-    Reporter,
-    RunContext,
 )
 
 MODEL = "linear"

@@ -25,15 +25,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from service.specs.models import TheorySpec
-from workers.science.records import (
-    ArtifactRecord,
-    Cancelled,
-    EvaluationRecord,
-    MetricRecord,
-    Reporter,
-    RunContext,
-)
+from contract.records import ArtifactRecord, Cancelled, EvaluationRecord, MetricRecord, Reporter
+from contract.specs.kinds import TheorySpec
+from workers.science.context import RunContext
 from workers.science.theory import (
     THEORY_MODELS,
     FitSettings,

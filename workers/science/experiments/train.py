@@ -19,12 +19,13 @@ from typing import Any, cast
 
 from torch.utils.data import Dataset, Subset
 
-from service.specs.catalog import DATASETS, DatasetInfo
-from service.specs.models import TrainSpec
+from contract.datasets import DATASETS, DatasetInfo
+from contract.records import CheckpointRecord, MetricRecord, Reporter
+from contract.specs.kinds import TrainSpec
+from workers.science.context import RunContext
 from workers.science.datasets import data_provenance, dataset_info, load_dataset
 from workers.science.evaluate import evaluate
 from workers.science.models import build_model
-from workers.science.records import CheckpointRecord, MetricRecord, Reporter, RunContext
 from workers.science.training import EpochMetrics, TrainHooks, seed_everything, train
 
 

@@ -46,28 +46,23 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Subset
 
-from service.specs.models import (
-    CheckpointSource,
-    DatasetConfig,
-    InRunTraining,
-    LargeEpsAttack,
-    TrainSpec,
-    VisualizedModel,
-    VisualizeSpec,
-)
-from workers.science.datasets import data_provenance, dataset_info, load_dataset
-from workers.science.experiments.evaluate import checkpoint_file
-from workers.science.experiments.train import checkpoint_meta
-from workers.science.models import build_model
-from workers.science.records import (
+from contract.records import (
     ArtifactRecord,
     Cancelled,
     CheckpointRecord,
     EvaluationRecord,
     MetricRecord,
     Reporter,
-    RunContext,
 )
+from contract.specs.architecture import CheckpointSource
+from contract.specs.data import DatasetConfig
+from contract.specs.kinds import TrainSpec
+from contract.specs.visualize import InRunTraining, LargeEpsAttack, VisualizedModel, VisualizeSpec
+from workers.science.context import RunContext
+from workers.science.datasets import data_provenance, dataset_info, load_dataset
+from workers.science.experiments.evaluate import checkpoint_file
+from workers.science.experiments.train import checkpoint_meta
+from workers.science.models import build_model
 from workers.science.state_dicts import load_source_model
 from workers.science.training import EpochMetrics, TrainHooks, seed_everything, train
 from workers.science.visualize import (

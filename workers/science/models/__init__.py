@@ -1,7 +1,7 @@
 """Models: any network the catalog names, behind the dataset's normalisation.
 
 ``build_model(arch, num_classes, dataset=..., kwargs=...)`` builds the network ``arch`` names
-(a built-in of ``service.specs.catalog.MODELS``, an installed ``robustlab.models`` entry
+(a built-in of ``contract.specs.catalog.MODELS``, an installed ``robustlab.models`` entry
 point, ``torchvision:<name>`` or ``timm:<name>``, see ``sources``) for a dataset's input shape
 and puts its normalisation in front.
 
@@ -24,8 +24,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from service.specs import catalog
-from service.specs.catalog import DatasetInfo, Normalization
+from contract import catalog
+from contract.datasets import DATASETS, DatasetInfo, Normalization
 from workers.science.models.networks import (
     CIFAR_RESNET_STRIDES,
     CIFAR_RESNET_UNITS,
@@ -123,7 +123,7 @@ def build_model(arch: str, num_classes: int, *, dataset: str | DatasetInfo | Non
         if arch not in catalog.MODELS:
             raise ModelBuildError(f"{arch!r} has no home dataset: name the dataset to build it for")
         dataset = home_dataset(arch)
-    info = catalog.DATASETS[dataset] if isinstance(dataset, str) else dataset
+    info = DATASETS[dataset] if isinstance(dataset, str) else dataset
     net = build_network(arch, output_size(num_classes), info.input_shape, kwargs)
     if info.normalization is None:
         return net

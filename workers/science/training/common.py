@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from service.specs.models import AdversaryConfig
+from contract.specs.training import AdversaryConfig
 from workers.science.losses import classification_loss, correct
 
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import torch
 from torch.utils.data import ConcatDataset, DataLoader, Dataset, Subset, TensorDataset
 
-from service.specs.models import TrainingConfig
+from contract.specs.training import TrainingConfig
 
 FOLDER_WORKERS = 8
 """Upper bound of the default worker count for datasets read from files per item."""

@@ -1,6 +1,6 @@
 """The training loop: epochs of one method's batches, checkpoints and exact resume.
 
-Each batch goes through the method named by ``adversary.method`` (``methods.METHODS``; eps 0
+Each batch goes through the method named by ``adversary.method`` (``methods.training_method``; eps 0
 is standard training for every method), then one backward pass and one optimiser step
 (``precision.Precision``: autocast and, for fp16, loss scaling). Progress, per-epoch metrics and
 checkpoints go out through ``TrainHooks`` callbacks, so the same code runs in tests, in
@@ -28,7 +28,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from service.specs.models import AdversaryConfig, TrainingConfig
+from contract.records import Cancelled
+from contract.specs.training import AdversaryConfig, TrainingConfig
 from workers.science.checkpoints import (
     capture_rng,
     checkpoint_path,
@@ -37,7 +38,6 @@ from workers.science.checkpoints import (
     restore_rng,
     save_checkpoint,
 )
-from workers.science.records import Cancelled
 from workers.science.training.common import (
     BatchLoss,
     BatchSetup,
@@ -47,7 +47,7 @@ from workers.science.training.common import (
     standard,
 )
 from workers.science.training.loader import loader_settings, to_device, training_loader
-from workers.science.training.methods import METHODS
+from workers.science.training.methods import training_method
 from workers.science.training.optim import build_optimizer, build_scheduler, seed_everything
 from workers.science.training.overfit import check_overfitting, robust_accuracy
 from workers.science.training.precision import Precision, use_channels_last
@@ -280,7 +280,7 @@ def train(
     for epoch in range(start, cfg.epochs):
         eps = epoch_eps(adversary, epoch)
         lr = optimizer.param_groups[0]["lr"]
-        method = METHODS[adversary.method] if eps > 0 else standard
+        method = training_method(adversary.method) if eps > 0 else standard
         totals = _train_epoch(run, loader, method, _batch_setup(adversary, eps, precision),
                               epoch=epoch)
         scheduler.step()

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from service.specs.models import OptimizerConfig, ScheduleConfig
+from contract.specs.training import OptimizerConfig, ScheduleConfig
 
 
 def seed_everything(seed: int) -> None:

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from service.specs.models import AdversaryConfig
+from contract.specs.training import AdversaryConfig
 from workers.science.attacks import pgd
 from workers.science.losses import correct
 

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from service.specs.models import TrainingConfig
+from contract.specs.training import TrainingConfig
 
 DTYPES: dict[str, torch.dtype] = {"bf16": torch.bfloat16, "fp16": torch.float16}
 FP16_ATTACK_LOSS_SCALE = 1024.0

@@ -17,7 +17,7 @@ from typing import Any
 
 from pydantic import TypeAdapter
 
-from service.specs.models import AnySpec
+from contract.specs.kinds import AnySpec
 
 _ADAPTER: TypeAdapter[Any] = TypeAdapter(AnySpec)
 

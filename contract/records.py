@@ -1,7 +1,7 @@
 """What the science hands to the plumbing: plain records and the ``Reporter`` it writes them to.
 
-Experiments never import SQLAlchemy, Celery or Streamlit. They receive a ``RunContext`` and
-call its ``reporter`` (the store in ``robustlab run`` and in a worker, a list in tests). Every
+Experiments never import SQLAlchemy, Celery or Streamlit. They receive a
+``workers.science.context.RunContext`` and call its ``reporter`` (the store in ``robustlab run`` and in a worker, a list in tests). Every
 record has a ``key`` that is stable across a resumed run, so the store can upsert and a
 re-delivered task leaves no duplicate rows.
 """
@@ -9,51 +9,77 @@ re-delivered task leaves no duplicate rows.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
-
-if TYPE_CHECKING:  # annotations only: the plumbing imports these records without torch
-    import torch
+from typing import Any, Protocol
 
 
 def _key(*parts: Any) -> str:
     return "|".join("" if p is None else (f"{p:.10g}" if isinstance(p, float) else str(p)) for p in parts)
 
 
-@dataclass(frozen=True)
+def result_field(*, type: str, length: int | None = None, table: bool = True,
+                 doc: str, **options: Any) -> Any:
+    """A field of ``EvaluationRecord`` that is also a result column (``contract.columns``).
+
+    Args:
+        type: the column's type: "str", "float", "int" or "bool".
+        length: the most characters of a "str" column (the store's VARCHAR length).
+        table: shown in the terminal table and LaTeX (JSON and CSV hold every column).
+        doc: what the column holds (the README and ``--help`` repeat it).
+        options: ``default`` and the like, passed to ``dataclasses.field``.
+    """
+    return field(metadata={"column": {"type": type, "length": length, "table": table,
+                                      "doc": doc}}, **options)
+
+
+@dataclass(frozen=True, kw_only=True)
 class EvaluationRecord:
     """One accuracy: model x split x threat model x eps x attack configuration.
 
-    ``attack`` is ``"none"`` for clean accuracy (``eval_eps`` 0), or e.g. ``"pgd"``, ``"fgsm"``,
-    ``"exact_linear"``, ``"worst_case"`` (per-example worst case across attacks and restarts).
+    Every ``result_field`` is a result column: the store's ``evaluations`` table, the rows of
+    ``robustlab results`` (json, csv, table, latex), ``results_frame``, the report and the
+    dashboard all read them from here (``contract.columns``), in this order. Adding a result
+    field is one field here (plus the migration that adds its database column).
     ``per_example`` holds the correctness bits packed with ``numpy.packbits`` so results can be
     recombined later; ``checks`` the validity checks (name -> {"passed": bool, ...}).
     """
 
-    model: str
-    dataset: str
-    accuracy: float
-    n: int
-    split: str = "test"
-    train_norm: str | None = None
-    train_eps: float = 0.0
-    eval_norm: str | None = None
-    eval_eps: float = 0.0
-    attack: str = "none"
-    steps: int | None = None
-    step_size: float | None = None
-    restarts: int | None = None
+    model: str = result_field(type="str", length=64, doc="the architecture evaluated")
+    dataset: str = result_field(type="str", length=64, doc="the dataset evaluated on")
+    split: str = result_field(type="str", length=16, default="test",
+                              doc="the split evaluated: test or train")
+    train_norm: str | None = result_field(type="str", length=8, default=None,
+                                          doc="the training adversary's norm")
+    train_eps: float = result_field(type="float", default=0.0,
+                                    doc="the training radius; 0 is standard training")
+    train_method: str | None = result_field(
+        type="str", length=16, default=None,
+        doc="the training adversary's method (adversary.method); null where the model is not "
+        "trained by workers.science.training (theory, E3) and on rows older than 0003")
+    """Not part of ``key``: one run trains with one method, and keys must stay stable."""
+    eval_norm: str | None = result_field(type="str", length=8, default=None,
+                                         doc="the attack's norm; null for clean accuracy")
+    eval_eps: float = result_field(type="float", default=0.0,
+                                   doc="the attack's radius; 0 for clean accuracy")
+    attack: str = result_field(
+        type="str", length=32, default="none",
+        doc="'none' (clean accuracy), an attack kind, or 'worst_case' (per-example worst case "
+        "across the attacks of one ball)")
+    steps: int | None = result_field(type="int", default=None, doc="attack iterations")
+    step_size: float | None = result_field(type="float", default=None, table=False,
+                                           doc="attack step size")
+    restarts: int | None = result_field(type="int", default=None, table=False,
+                                        doc="attack restarts")
+    accuracy: float = result_field(type="float", doc="accuracy, a fraction in [0, 1]")
+    n: int = result_field(type="int", doc="examples evaluated")
+    variant: str = result_field(
+        type="str", length=120, default="",
+        doc="distinguishes otherwise identical rows ('apgd-t', 'transfer:svm->logistic', "
+        "'topk=50')")
     per_example: bytes | None = None
     checks: dict[str, Any] = field(default_factory=dict)
     details: dict[str, Any] = field(default_factory=dict)
-    variant: str = ""
-    """Distinguishes otherwise identical rows (e.g. 'transfer:svm->logistic', 'topk=50')."""
-    train_method: str | None = None
-    """The training adversary's method (``adversary.method``: pgd, trades, fgsm_rs) of a trained
-    model; None where the model is not trained by ``workers.science.training`` (theory, E3).
-    Not part of ``key``: one run trains with one method, and keys must stay stable."""
 
     @property
     def key(self) -> str:
@@ -62,6 +88,13 @@ class EvaluationRecord:
             self.eval_norm, self.eval_eps, self.attack, self.steps, self.step_size,
             self.restarts, self.variant,
         )
+
+    @property
+    def checks_passed(self) -> bool | None:
+        """Whether every validity check passed; None when none ran."""
+        if not self.checks:
+            return None
+        return all(check.get("passed", True) for check in self.checks.values())
 
 
 @dataclass(frozen=True)
@@ -127,23 +160,6 @@ class Reporter(Protocol):
     def provenance(self, **facts: Any) -> None:
         """Extra provenance learnt while running, e.g. ``data_hash``."""
         ...
-
-
-@dataclass
-class RunContext:
-    """Everything an experiment needs from outside: where to write, which device, whom to tell."""
-
-    run_id: str
-    run_dir: Path
-    """Scratch and checkpoint directory of this run; it survives a crash, so runs can resume."""
-    device: torch.device
-    reporter: Reporter
-    data_dir: Path
-    """Default root of datasets (``ROBUSTLAB_DATA_DIR``)."""
-    resolve_run_checkpoint: Callable[[str], Path] | None = None
-    """Maps a run id to its final checkpoint file (provided by the store)."""
-    find_runs: Callable[[str], list[dict[str, Any]]] | None = None
-    """Maps an experiment name to its runs (id, status, spec) — for specs that reuse models."""
 
 
 class MemoryReporter:

@@ -1,6 +1,6 @@
 """JSON Schema of the spec language, exported to ``specs/schema.json`` for editors.
 
-Generated from ``service.specs.models.AnySpec`` by pydantic, with two corrections: every number
+Generated from ``contract.specs.kinds.AnySpec`` by pydantic, with two corrections: every number
 field also accepts text such as ``8/255`` or ``1e-3`` (``parse_number`` reads it), so an editor
 does not flag the paper's CIFAR-10 radius as an error; and bounds on such fields, which pydantic
 writes as its own ``ge``/``gt``/``le``/``lt`` (not JSON Schema, so editors ignore them), become
@@ -19,15 +19,16 @@ from pydantic import TypeAdapter
 from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue
 from pydantic_core import core_schema
 
-from service.specs import models
-from service.specs.models import AnySpec, parse_number
+from contract.specs import values
+from contract.specs.kinds import AnySpec
+from contract.specs.values import parse_number
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "specs" / "schema.json"
 
 _NUMBER_TEXT: JsonSchemaValue = {
     "type": "string",
     # The very expressions parse_number accepts, so the schema and the loader cannot disagree.
-    "pattern": f"{models._NUMBER.pattern}|{models._FRACTION.pattern}",
+    "pattern": f"{values._NUMBER.pattern}|{values._FRACTION.pattern}",
     "description": "A number written as text: a fraction such as 8/255, or e-notation: 1e-3.",
 }
 

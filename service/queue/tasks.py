@@ -2,9 +2,9 @@
 
 A task's message carries only the run id; everything else is in the database. Delivering a task
 twice is harmless: a run that already ended is left alone, and one that was interrupted (its
-worker was killed) resumes from its checkpoints. The runner is imported inside the task, never
-at module import: the worker's parent preloads it on purpose (``service.queue.preload_science``)
-and nothing here may initialise CUDA before the fork.
+worker was killed) resumes from its checkpoints. Only worker processes import this module (the
+app's ``include``); the parent imports the runner before it forks
+(``service.queue.worker.preload_science``), and nothing here initialises CUDA.
 """
 
 from __future__ import annotations
@@ -14,9 +14,11 @@ import os
 
 from celery import Task
 
-from service.queue import EXECUTE_TASK, SCAN_TASK, WORKER_DEVICE_ENV, app
+from contract.status import TERMINAL, RunStatus
+from service import scheduler
+from service.queue.app import EXECUTE_TASK, SCAN_TASK, WORKER_DEVICE_ENV, app
+from service.runner import execute_run as run_to_end
 from service.store.repository import DatabaseUnavailable, RunNotFound, Store, StoreError
-from service.store.status import TERMINAL, RunStatus
 
 log = logging.getLogger(__name__)
 
@@ -66,8 +68,6 @@ def execute_run(self: Task, run_id: str, fail_reason: str | None = None) -> str:
         return run.status
     if fail_reason is not None:
         return _record_failure(self, store, run.id, fail_reason)
-    from service.runner import execute_run as run_to_end  # preloaded by the worker's parent
-
     try:
         ended = run_to_end(run.id, store, device=os.environ.get(WORKER_DEVICE_ENV),
                            task_id=self.request.id)
@@ -92,8 +92,6 @@ def _record_failure(task: Task, store: Store, run_id: str, reason: str) -> str:
 @app.task(name=SCAN_TASK)
 def scan_schedules() -> int:
     """Enqueue the evaluations that standing schedules owe to new checkpoints; return how many."""
-    from service import scheduler
-
     report = scheduler.scan(worker_store())
     for error in report.errors:
         log.warning("scan: %s", error)

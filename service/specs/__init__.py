@@ -1,1 +1,0 @@
-"""The spec language: Pydantic models, YAML loading with line numbers, sweeps, hashing."""
