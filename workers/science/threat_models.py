@@ -8,8 +8,8 @@ generic attack loop needs (MadryLab/robustness ``attack_steps.py``):
   ``grad / ||grad||_2`` per example for l_2);
 - ``project(x)``: back into the ball around ``x0`` and into [0, 1].
 
-``THREAT_MODELS`` is the one list of norm names; ``contract.specs.models.NormName`` must equal
-its keys (a test checks). Everything is in pixel space, per example, for inputs
+``THREAT_MODELS`` implements the norms of ``contract.catalog.NORMS``, the one list of their names
+(checked when this module is imported). Everything is in pixel space, per example, for inputs
 ``(B, C, H, W)`` (any ``(B, ...)`` works).
 """
 
@@ -18,6 +18,8 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 
 import torch
+
+from contract.catalog import NORMS
 
 TINY = 1e-12
 """Floor of a norm we divide by: a zero gradient or a zero perturbation never gives NaN."""
@@ -99,6 +101,9 @@ class L2Ball(ThreatModel):
 
 
 THREAT_MODELS: dict[str, type[ThreatModel]] = {"linf": LinfBall, "l2": L2Ball}
+if set(THREAT_MODELS) != set(NORMS):
+    raise RuntimeError(f"THREAT_MODELS and contract.catalog.NORMS differ: "
+                       f"{sorted(set(THREAT_MODELS) ^ set(NORMS))}")
 """Norm name -> threat model class; the spec's ``NormName`` lists exactly these keys."""
 
 

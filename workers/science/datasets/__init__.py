@@ -1,6 +1,6 @@
 """Datasets: one module per dataset (or file format), dispatched through the catalog.
 
-``contract.specs.catalog`` lists every dataset name and its static facts; each
+``contract.datasets`` lists every dataset name and its static facts; each
 ``DatasetInfo.module`` (or ``DatasetFormat.module``) names the module here that loads it, and
 installed plugins (entry points ``robustlab.datasets``) go through ``plugins``. Every module
 has the same three functions::

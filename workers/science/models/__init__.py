@@ -1,7 +1,7 @@
 """Models: any network the catalog names, behind the dataset's normalisation.
 
 ``build_model(arch, num_classes, dataset=..., kwargs=...)`` builds the network ``arch`` names
-(a built-in of ``contract.specs.catalog.MODELS``, an installed ``robustlab.models`` entry
+(a built-in of ``contract.catalog.MODELS``, an installed ``robustlab.models`` entry
 point, ``torchvision:<name>`` or ``timm:<name>``, see ``sources``) for a dataset's input shape
 and puts its normalisation in front.
 

@@ -1,6 +1,6 @@
 """The paper's four architectures, each a network on normalised inputs.
 
-Builders take ``(num_outputs, input_shape)``; ``contract.specs.catalog.MODELS`` names them and
+Builders take ``(num_outputs, input_shape)``; ``contract.catalog.MODELS`` names them and
 ``workers.science.models.build_model`` puts the dataset's normalisation in front.
 """
 

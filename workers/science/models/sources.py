@@ -2,7 +2,7 @@
 
 Every source is a builder ``(num_outputs, input_shape, **kwargs) -> nn.Module`` on normalised
 inputs. Only names the catalog resolves are ever imported: a built-in's ``module:attribute``
-written in ``contract.specs.catalog.MODELS``, an installed distribution's entry point in the
+written in ``contract.catalog.MODELS``, an installed distribution's entry point in the
 group ``robustlab.models``, or a model registered with torchvision or timm. A dotted path
 written in a spec is never imported.
 """
