@@ -162,6 +162,31 @@ class Reporter(Protocol):
         ...
 
 
+class NullReporter:
+    """A ``Reporter`` that keeps nothing: the ranks other than 0 of a distributed run."""
+
+    def progress(self, done: float, total: float, stage: str = "") -> None:
+        return None
+
+    def should_stop(self) -> bool:
+        return False
+
+    def evaluation(self, record: EvaluationRecord) -> None:
+        return None
+
+    def metric(self, record: MetricRecord) -> None:
+        return None
+
+    def artifact(self, record: ArtifactRecord) -> None:
+        return None
+
+    def checkpoint(self, record: CheckpointRecord) -> None:
+        return None
+
+    def provenance(self, **facts: Any) -> None:
+        return None
+
+
 class MemoryReporter:
     """A ``Reporter`` that keeps everything in lists: for tests and notebooks."""
 

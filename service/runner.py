@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import os
-import random
 import signal
 import socket
 import subprocess
@@ -28,11 +27,10 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from pydantic import TypeAdapter
 
-from contract.records import Cancelled
+from contract.records import Cancelled, NullReporter, Reporter
 from contract.specs.kinds import AnySpec
 from contract.specs.loading import LoadedSpec
 from contract.status import RunStatus
@@ -47,7 +45,9 @@ from service.settings import Settings, get_settings
 from service.store.entities import RunInfo
 from service.store.repository import Store
 from workers.science.context import RunContext
+from workers.science.distributed import SINGLE, World
 from workers.science.experiments import get_experiment
+from workers.science.training import seed_everything
 
 log = logging.getLogger(__name__)
 
@@ -93,14 +93,8 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def _context(store: Store, run: RunInfo, device: torch.device, reporter: StoreReporter,
-             settings: Settings) -> RunContext:
+def _context(store: Store, run: RunInfo, device: torch.device, reporter: Reporter,
+             settings: Settings, world: World) -> RunContext:
     def resolve_run_checkpoint(run_id: str) -> Path:
         source = store.get_run(run_id)
         checkpoint = store.final_checkpoint(source.id)
@@ -124,17 +118,26 @@ def _context(store: Store, run: RunInfo, device: torch.device, reporter: StoreRe
         data_dir=settings.data_dir,
         resolve_run_checkpoint=resolve_run_checkpoint,
         find_runs=find_runs,
+        world=world,
     )
+
+
+def rank_device(device: torch.device, world: World) -> torch.device:
+    """A rank's own CUDA device (its local rank) in a distributed run; ``device`` otherwise."""
+    if world.distributed and device.type == "cuda":
+        return torch.device("cuda", world.local_rank)
+    return device
 
 
 def execute_run(run_id: str, store: Store, *, device: str | None = None,
                 on_progress: ProgressFn | None = None, task_id: str | None = None,
-                settings: Settings | None = None) -> RunInfo:
+                settings: Settings | None = None, world: World = SINGLE) -> RunInfo:
     """Run one recorded run to an end state (succeeded, failed or cancelled) and return it.
 
     A succeeded or cancelled run is returned as it is. A run that was interrupted (its status
     still 'running' after a crash) is executed again and resumes from its checkpoints.
     Errors inside the experiment fail the run with the reason; they are not raised.
+    In a distributed run this is rank 0's part (the other ranks ``follow_run``).
     """
     settings = settings or get_settings()
     run = store.get_run(run_id)
@@ -144,7 +147,7 @@ def execute_run(run_id: str, store: Store, *, device: str | None = None,
         return store.finish_run(run.id, RunStatus.CANCELLED)
     spec = _SPEC_ADAPTER.validate_python(run.resolved_spec)
     try:
-        torch_device = resolve_device(device or spec.device)
+        torch_device = rank_device(resolve_device(device or spec.device), world)
     except RuntimeError as exc:
         return store.finish_run(run.id, RunStatus.FAILED, error=str(exc))
     run = store.mark_running(
@@ -154,7 +157,9 @@ def execute_run(run_id: str, store: Store, *, device: str | None = None,
     reporter = StoreReporter(store, run.id, on_progress=on_progress)
     log.info("run %s (%s, cell %d) starting on %s", run.id, run.experiment, run.cell, torch_device)
     try:  # from here on every way out ends the run: an unwritable runs_dir fails it, too
-        ctx = _context(store, run, torch_device, reporter, settings)
+        ctx = _context(store, run, torch_device, reporter, settings, world)
+        reporter.provenance(world_size=world.size, nnodes=world.nnodes, backend=world.backend,
+                            sync_batchnorm=world.sync_batchnorm if world.distributed else None)
         seed_everything(spec.seed)
         with Heartbeat(store, run.id):
             get_experiment(spec.kind)(spec, ctx)
@@ -184,6 +189,23 @@ def execute_run(run_id: str, store: Store, *, device: str | None = None,
     if on_progress:
         on_progress(run.id, 1.0, "done")
     return store.finish_run(run.id, RunStatus.SUCCEEDED)
+
+
+def follow_run(run_id: str, store: Store, *, world: World, device: str | None = None,
+               settings: Settings | None = None) -> None:
+    """A rank other than 0 of a distributed run: compute this rank's shards, record nothing.
+
+    The experiment runs exactly as on rank 0 (the collectives need every rank) with a reporter
+    that keeps nothing; only rank 0 reads the cancel flag. An error is raised: the rank exits
+    non-zero and torchrun ends the others (``service.launch`` marks the run failed).
+    """
+    settings = settings or get_settings()
+    run = store.get_run(run_id)
+    spec = _SPEC_ADAPTER.validate_python(run.resolved_spec)
+    torch_device = rank_device(resolve_device(device or spec.device), world)
+    ctx = _context(store, run, torch_device, NullReporter(), settings, world)
+    seed_everything(spec.seed)
+    get_experiment(spec.kind)(spec, ctx)
 
 
 class StopSignal(KeyboardInterrupt):

@@ -23,6 +23,7 @@ from service.cli.common import (
     overrides_option,
     params_text,
 )
+from service.launch import Launch, nproc_default, parse_gpus
 from service.settings import get_settings
 
 
@@ -90,12 +91,29 @@ def _check_device(_ctx: click.Context, _param: click.Parameter, value: str | Non
               help="Run everything on this device: cpu, cuda, cuda:N (default: each spec's).")
 @click.option("--loglevel", default="INFO", show_default=True,
               type=click.Choice(LOG_LEVELS, case_sensitive=False))
+@click.option("--gpus", default=None, metavar="0,1,2,3",
+              help="Run every run across these GPUs, one process each (torchrun), one run at "
+                   "a time.")
+@click.option("--nproc-per-node", type=int, default=None,
+              help="Processes per run (default: the number of --gpus, else "
+                   "ROBUSTLAB_NPROC_PER_NODE or 1); on the CPU, gloo ranks.")
+@click.option("--backend", type=click.Choice(["gloo", "nccl"]), default=None,
+              help="Process-group backend of multi-process runs (default: nccl on CUDA).")
 @friendly_errors
-def worker(queues: str | None, device: str | None, loglevel: str) -> None:
-    """Execute queued runs one at a time on one device; start one worker per GPU.
+def worker(queues: str | None, device: str | None, loglevel: str, gpus: str | None,
+           nproc_per_node: int | None, backend: str | None) -> None:
+    """Execute queued runs one at a time; by default on one device (start one worker per GPU).
 
-    A run whose worker dies is delivered again and resumes from its last checkpoint.
+    With --gpus 0,1,2,3 (or --nproc-per-node N) each run is one job over all of them, as
+    `robustlab run --nproc-per-node N` runs it: route big runs to a queue served by such a
+    worker. A run whose worker dies is delivered again and resumes from its last checkpoint.
     """
+    try:
+        chosen = parse_gpus(gpus)
+        launch = Launch(nproc_per_node=nproc_per_node or len(chosen) or nproc_default(),
+                        backend=backend, gpus=chosen).check()
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
     from service.queue.app import BrokerUnavailable, check_broker_url  # Celery
     from service.queue.worker import start_worker
 
@@ -106,7 +124,7 @@ def worker(queues: str | None, device: str | None, loglevel: str) -> None:
     open_store().close()  # refuse to start against a database that is not migrated
     names = [name.strip() for name in (queues or get_settings().default_queue).split(",")]
     raise SystemExit(start_worker([name for name in names if name], device,
-                                  loglevel=loglevel.upper()))
+                                  loglevel=loglevel.upper(), launch=launch))
 
 
 @click.command()

@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
@@ -16,6 +16,7 @@ from contract.specs.loading import load_spec_file
 from contract.status import RunStatus
 from service.cli.common import (
     EXIT_RUN_FAILED,
+    UserError,
     err,
     first_line,
     friendly_errors,
@@ -24,7 +25,8 @@ from service.cli.common import (
     out,
     overrides_option,
 )
-from service.recording import resumable
+from service.launch import Launch, launch_runs, nproc_default, parse_gpus
+from service.recording import record, resumable
 from service.results import fetch_rows, to_table
 from service.store.entities import RunInfo
 from service.store.repository import Store
@@ -55,14 +57,53 @@ class _Bars:
                                             markup=False, highlight=False)
 
 
+F = TypeVar("F", bound=Any)
+
+
+def launch_options(fn: F) -> F:
+    """The execution settings of ``run`` and ``resume``: how many processes, where, how."""
+    options = [
+        click.option("--nproc-per-node", type=int, default=None,
+                     help="Processes on this node, one run over all of them (torchrun; default "
+                          "ROBUSTLAB_NPROC_PER_NODE or 1). On CUDA, one per GPU; on the CPU, "
+                          "gloo ranks."),
+        click.option("--nnodes", type=int, default=1, show_default=True,
+                     help="Machines taking part; each runs the same command."),
+        click.option("--node-rank", type=int, default=0, show_default=True,
+                     help="This machine's place among --nnodes; node 0 records the runs."),
+        click.option("--rdzv-endpoint", default=None, metavar="HOST:PORT",
+                     help="Node 0's address for the rendezvous of several nodes."),
+        click.option("--backend", type=click.Choice(["gloo", "nccl"]), default=None,
+                     help="Process-group backend (default: nccl on CUDA, gloo on the CPU)."),
+        click.option("--no-sync-batchnorm", is_flag=True,
+                     help="Keep BatchNorm statistics per rank (recorded in provenance)."),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def _launch(nproc_per_node: int | None, nnodes: int, node_rank: int, rdzv_endpoint: str | None,
+            backend: str | None, no_sync_batchnorm: bool, gpus: str | None = None) -> Launch:
+    try:
+        return Launch(nproc_per_node=nproc_per_node or nproc_default(), nnodes=nnodes,
+                      node_rank=node_rank, rdzv_endpoint=rdzv_endpoint, backend=backend,
+                      sync_batchnorm=not no_sync_batchnorm, gpus=parse_gpus(gpus)).check()
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+
+
 @click.command()
 @click.argument("spec", type=click.Path(dir_okay=False))
 @overrides_option
 @click.option("--device", default=None, help="Override the spec's device (cpu, cuda, cuda:1).")
 @click.option("--force", is_flag=True,
               help="Run cells again even if identical ones succeeded or were interrupted.")
+@launch_options
 @friendly_errors
-def run(spec: str, overrides: Sequence[str], device: str | None, force: bool) -> None:
+def run(spec: str, overrides: Sequence[str], device: str | None, force: bool,
+        nproc_per_node: int | None, nnodes: int, node_rank: int, rdzv_endpoint: str | None,
+        backend: str | None, no_sync_batchnorm: bool) -> None:
     """Run a spec in-process (no broker): one run per sweep cell, then print the results.
 
     \b
@@ -70,9 +111,17 @@ def run(spec: str, overrides: Sequence[str], device: str | None, force: bool) ->
     are shown (--force runs them again). Cells identical to a queued or running run are left
     to it. Cells identical to an interrupted run are left to `robustlab resume RUN`, which
     continues it from its last checkpoint (--force starts a new run instead).
+    With --nproc-per-node N (or several nodes), each run is one job over all the processes
+    (torchrun): training.batch_size is the global batch, evaluation is sharded by batch, and
+    the results equal a one-process run's; the spec and its hash do not change.
     """
     loaded = load_spec_file(spec, overrides)  # validate before touching the database (or torch)
+    launch = _launch(nproc_per_node, nnodes, node_rank, rdzv_endpoint, backend,
+                     no_sync_batchnorm)
     store = open_store()
+    if launch.distributed:
+        _run_distributed(loaded, store, launch, device=device, force=force)
+        return
     from service import runner  # torch: only once the spec is known to be valid
 
     def announce(runs: Sequence[RunInfo]) -> None:
@@ -97,6 +146,31 @@ def run(spec: str, overrides: Sequence[str], device: str | None, force: bool) ->
     _finish(store, outcome.runs, shown=[*outcome.runs, *outcome.done], title=loaded.spec.name)
 
 
+def _run_distributed(loaded: Any, store: Store, launch: Launch, *, device: str | None,
+                     force: bool) -> None:
+    """``run`` over several processes: node 0 records the cells, every node launches."""
+    recorded = record(loaded, store, force=force) if launch.records else None
+    runs = recorded.runs if recorded is not None else []
+    if launch.records:
+        err.print(f"{loaded.spec.name}: {len(runs)} run(s) over {launch.nproc_per_node} "
+                  f"process(es) x {launch.nnodes} node(s): {' '.join(r.id for r in runs)}",
+                  markup=False)
+    if launch.records and not runs:
+        done = recorded.done if recorded is not None else []
+        _finish(store, [], shown=done, title=loaded.spec.name)
+        return
+    with _progress() as progress:
+        outcome = launch_runs(store, [r.id for r in runs], launch, device=device,
+                              on_progress=_Bars(progress))
+    if not launch.records:
+        if outcome.failure:
+            raise UserError(f"node {launch.node_rank}: {outcome.failure}")
+        out.print(f"node {launch.node_rank}: done", markup=False)
+        return
+    done = recorded.done if recorded is not None else []
+    _finish(store, outcome.runs, shown=[*outcome.runs, *done], title=loaded.spec.name)
+
+
 def _stopped(stop: Any) -> None:
     """SIGTERM/SIGINT ended ``run`` or ``resume`` (exit 128 + signal): say how to go on."""
     which = f"run {stop.run_id}" if stop.run_id else "no run was executing;"
@@ -110,8 +184,11 @@ def _stopped(stop: Any) -> None:
 @click.option("--device", default=None, help="Override the run's device (cpu, cuda, cuda:1).")
 @click.option("--force", is_flag=True,
               help="Resume a run marked running even though it wrote progress recently.")
+@launch_options
 @friendly_errors
-def resume(runs: Sequence[str], device: str | None, force: bool) -> None:
+def resume(runs: Sequence[str], device: str | None, force: bool, nproc_per_node: int | None,
+           nnodes: int, node_rank: int, rdzv_endpoint: str | None, backend: str | None,
+           no_sync_batchnorm: bool) -> None:
     """Continue interrupted or failed runs in-process, from their last checkpoints.
 
     \b
@@ -120,9 +197,9 @@ def resume(runs: Sequence[str], device: str | None, force: bool) -> None:
     --force: a run marked running that wrote progress within the last two minutes (its process
     may be alive), and a run queued on a broker's queue (a worker will take it).
     """
+    launch = _launch(nproc_per_node, nnodes, node_rank, rdzv_endpoint, backend,
+                     no_sync_batchnorm)
     store = open_store()
-    from service import runner  # torch: only when something is executed
-
     chosen = []
     for run_id in runs:
         item = store.get_run(run_id)
@@ -131,9 +208,16 @@ def resume(runs: Sequence[str], device: str | None, force: bool) -> None:
             chosen.append(item)
         else:
             err.print(f"{item.id}: not resumed: {reason}", markup=False)
-    with runner.stop_on_signals(_stopped), _progress() as progress:
-        executed = [runner.execute_run(item.id, store, device=device, on_progress=_Bars(progress))
-                    for item in chosen]
+    if launch.distributed:
+        with _progress() as progress:
+            executed = launch_runs(store, [item.id for item in chosen], launch, device=device,
+                                   on_progress=_Bars(progress)).runs
+    else:
+        from service import runner  # torch: only when something is executed
+
+        with runner.stop_on_signals(_stopped), _progress() as progress:
+            executed = [runner.execute_run(item.id, store, device=device,
+                                           on_progress=_Bars(progress)) for item in chosen]
     _finish(store, executed, shown=executed, title="resumed")
     if len(chosen) < len(runs):
         raise SystemExit(EXIT_RUN_FAILED)

@@ -33,6 +33,11 @@ def run_dict(item: RunInfo) -> dict[str, Any]:
         "started_at": item.started_at.isoformat() if item.started_at else None,
         "finished_at": item.finished_at.isoformat() if item.finished_at else None,
         "duration_s": shown_duration_s(item), "stale": is_stale(item), "submitted_by": item.submitted_by,
+        # How many processes ran it (an execution setting, recorded by rank 0); runs from
+        # before distributed execution, and queued ones, ran (or will run) in one process.
+        "world_size": item.provenance.get("world_size", 1),
+        "nnodes": item.provenance.get("nnodes", 1),
+        "backend": item.provenance.get("backend"),
     }
 
 
@@ -103,7 +108,8 @@ def runs_show(run_id: str, fmt: str) -> None:
     info = run_dict(item) | {"status": shown_status(item)}
     for key in ("id", "experiment", "kind", "cell", "params", "status", "progress", "stage",
                 "created_at", "started_at", "finished_at", "duration_s", "attempts", "seed",
-                "spec_hash", "git_sha", "data_hash", "host", "device", "queue", "submitted_by"):
+                "spec_hash", "git_sha", "data_hash", "host", "device", "queue", "submitted_by",
+                "world_size", "nnodes", "backend"):
         if info.get(key) not in (None, "", {}):
             out.print(f"[bold]{key:>12}[/bold]  {info[key]}")
     out.print(f"[bold]{'packages':>12}[/bold]  "

@@ -45,6 +45,8 @@ SCHEDULER_QUEUE = "robustlab.scheduler"
 """The beat's own queue: scans never wait behind a long run on a GPU worker's queue."""
 WORKER_DEVICE_ENV = "ROBUSTLAB_WORKER_DEVICE"
 """Set by ``robustlab worker --device``; the task reads it in the child process."""
+WORKER_LAUNCH_ENV = "ROBUSTLAB_WORKER_LAUNCH"
+"""Set by ``robustlab worker --gpus/--nproc-per-node``: the launch (JSON) every run gets."""
 DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:\d+)?|mps")
 BROKER_CHECK_TIMEOUT_S = 3.0
 POOL_MAINTENANCE_S = 0.2

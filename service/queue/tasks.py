@@ -9,6 +9,7 @@ app's ``include``); the parent imports the runner before it forks
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 
@@ -16,8 +17,10 @@ from celery import Task
 
 from contract.status import TERMINAL, RunStatus
 from service import scheduler
-from service.queue.app import EXECUTE_TASK, SCAN_TASK, WORKER_DEVICE_ENV, app
+from service.launch import Launch, launch_runs
+from service.queue.app import EXECUTE_TASK, SCAN_TASK, WORKER_DEVICE_ENV, WORKER_LAUNCH_ENV, app
 from service.runner import execute_run as run_to_end
+from service.store.entities import RunInfo
 from service.store.repository import DatabaseUnavailable, RunNotFound, Store, StoreError
 
 log = logging.getLogger(__name__)
@@ -69,8 +72,7 @@ def execute_run(self: Task, run_id: str, fail_reason: str | None = None) -> str:
     if fail_reason is not None:
         return _record_failure(self, store, run.id, fail_reason)
     try:
-        ended = run_to_end(run.id, store, device=os.environ.get(WORKER_DEVICE_ENV),
-                           task_id=self.request.id)
+        ended = _execute(run.id, store, self.request.id)
     except StoreError as exc:  # the store gave up waiting; record the failure once it is back
         reason = f"{type(exc).__name__}: {exc}"
         log.error("run %s: %s", run.id, reason)
@@ -78,6 +80,16 @@ def execute_run(self: Task, run_id: str, fail_reason: str | None = None) -> str:
                          countdown=retry_delay(self.request.retries)) from exc
     log.info("run %s %s", ended.id, ended.status)
     return ended.status
+
+
+def _execute(run_id: str, store: Store, task_id: str | None) -> RunInfo:
+    """The run in this process, or over the processes of the worker's launch (``--gpus``)."""
+    device = os.environ.get(WORKER_DEVICE_ENV)
+    settings = os.environ.get(WORKER_LAUNCH_ENV)
+    if not settings:
+        return run_to_end(run_id, store, device=device, task_id=task_id)
+    launch = Launch(**{**json.loads(settings), "gpus": tuple(json.loads(settings)["gpus"])})
+    return launch_runs(store, [run_id], launch, device=device).runs[0]
 
 
 def _record_failure(task: Task, store: Store, run_id: str, reason: str) -> str:

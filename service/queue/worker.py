@@ -8,6 +8,7 @@ child forked from a process that initialised it (celery#3402).
 from __future__ import annotations
 
 import importlib
+import json
 import os
 import re
 import socket
@@ -19,12 +20,14 @@ from celery.concurrency.prefork import TaskPool
 
 from contract.registry import load_object
 from contract.specs.kinds import SPEC_KINDS
+from service.launch import Launch
 from service.queue.app import (
     DEVICE_PATTERN,
     POOL_MAINTENANCE_S,
     SCAN_TASK,
     SCHEDULER_QUEUE,
     WORKER_DEVICE_ENV,
+    WORKER_LAUNCH_ENV,
     app,
     check_broker_url,
 )
@@ -73,16 +76,22 @@ class PromptTaskPool(TaskPool):
     Pool = _PromptAsynPool
 
 
-def start_worker(queues: Sequence[str], device: str | None, *, loglevel: str = "INFO") -> int:
+def start_worker(queues: Sequence[str], device: str | None, *, loglevel: str = "INFO",
+                 launch: Launch | None = None) -> int:
     """Run a Celery worker in this process: one run at a time, on ``device``; returns its exit code.
 
-    ``device`` ``None`` leaves each spec's own ``device`` setting in charge.
+    ``device`` ``None`` leaves each spec's own ``device`` setting in charge. ``launch`` with
+    several processes runs each run over all of them (``service.launch``).
     """
     check_broker_url(app.conf.broker_url)
     if device is not None:
         if not DEVICE_PATTERN.fullmatch(device):
             raise ValueError(f"device {device!r} is not 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'")
         os.environ[WORKER_DEVICE_ENV] = device
+    if launch is not None and launch.distributed:
+        os.environ[WORKER_LAUNCH_ENV] = json.dumps(
+            {"nproc_per_node": launch.nproc_per_node, "backend": launch.backend,
+             "gpus": list(launch.gpus), "sync_batchnorm": launch.sync_batchnorm})
     preload_science()
     worker = app.Worker(hostname=worker_nodename(device), queues=list(queues), concurrency=1,
                         pool_cls=PromptTaskPool, loglevel=loglevel)

@@ -10,6 +10,7 @@ from typing import Any
 import torch
 
 from contract.records import Reporter
+from workers.science.distributed import SINGLE, World
 
 
 @dataclass
@@ -27,3 +28,6 @@ class RunContext:
     """Maps a run id to its final checkpoint file (provided by the store)."""
     find_runs: Callable[[str], list[dict[str, Any]]] | None = None
     """Maps an experiment name to its runs (id, status, spec) — for specs that reuse models."""
+    world: World = SINGLE
+    """This process's rank of a distributed run; every rank runs the experiment, and only
+    rank 0's ``reporter`` records anything."""

@@ -33,6 +33,7 @@ from contract.specs.attacks import AttackSpec
 from workers.science.attacks.autoattack import BLACKBOX
 from workers.science.attacks.common import attack_mode, synchronize
 from workers.science.attacks.registry import run_attack_spec
+from workers.science.distributed import SINGLE, World, gather_objects
 from workers.science.evaluation_checks import (
     BatchChecks,
     Check,
@@ -194,35 +195,49 @@ def _correct_at(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Ten
 
 @dataclass
 class _Parts:
-    """Per-batch pieces of one attack's outcome, concatenated at the end."""
+    """Per-batch pieces of one attack's outcome, keyed by global batch index (a rank of a
+    sharded evaluation holds only its own batches), concatenated in batch order at the end."""
 
-    correct: list[torch.Tensor] = field(default_factory=list)
+    correct: dict[int, torch.Tensor] = field(default_factory=dict)
     seconds: float = 0.0
-    components: dict[str, list[torch.Tensor]] = field(default_factory=dict)
+    components: dict[str, dict[int, torch.Tensor]] = field(default_factory=dict)
     component_seconds: dict[str, float] = field(default_factory=dict)
 
-    def add(self, spec: AttackSpec, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
-            clean: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        """Run ``spec`` on the batch, keep its (B,) correctness (CPU) and return it."""
+    def add(self, batch: int, spec: AttackSpec, model: nn.Module, x: torch.Tensor,
+            y: torch.Tensor, clean: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """Run ``spec`` on batch ``batch``, keep its (B,) correctness (CPU) and return it."""
         synchronize(x.device)
         started = time.perf_counter()
         found = run_attack_spec(spec, model, x, y, generator)
         robust = found.robust if found.robust is not None else _correct_at(model, found.x_adv, y)
         bits = (robust & clean).cpu()
         for component in found.components:
-            self.components.setdefault(component.name, []).append(
-                (component.robust & clean).cpu())
+            self.components.setdefault(component.name, {})[batch] = (
+                component.robust & clean).cpu()
             self.component_seconds[component.name] = (
                 self.component_seconds.get(component.name, 0.0) + component.seconds)
         synchronize(x.device)
         self.seconds += time.perf_counter() - started
-        self.correct.append(bits)
+        self.correct[batch] = bits
         return bits
 
+    def merge(self, other: _Parts) -> None:
+        """Take in another rank's batches (seconds add up: compute time over every rank)."""
+        self.correct.update(other.correct)
+        self.seconds += other.seconds
+        for name, parts in other.components.items():
+            self.components.setdefault(name, {}).update(parts)
+            self.component_seconds[name] = (self.component_seconds.get(name, 0.0)
+                                            + other.component_seconds[name])
+
     def outcome(self, spec: AttackSpec) -> AttackOutcome:
-        components = tuple(ComponentResult(name, _cat(parts), self.component_seconds[name])
+        components = tuple(ComponentResult(name, _in_order(parts), self.component_seconds[name])
                            for name, parts in self.components.items())
-        return AttackOutcome(spec, _cat(self.correct), self.seconds, components)
+        return AttackOutcome(spec, _in_order(self.correct), self.seconds, components)
+
+
+def _in_order(parts: dict[int, torch.Tensor]) -> torch.Tensor:
+    return _cat([parts[batch] for batch in sorted(parts)])
 
 
 # --------------------------------------------------------------------------- evaluate
@@ -239,8 +254,14 @@ def evaluate(
     should_stop: Callable[[], bool] | None = None,
     on_batch: Callable[[int, int], None] | None = None,
     seed: int = 0,
+    world: World = SINGLE,
 ) -> EvaluationResult:
     """Clean accuracy, accuracy under each attack, per-example worst cases and validity checks.
+
+    Sharded over the ranks of a distributed run by whole batches: batch b is evaluated by
+    rank b mod W exactly as one process would (its random starts are seeded by (seed, b,
+    attack)), and the per-example outcomes are gathered in index order, so every rank returns
+    the result of a one-process evaluation, example by example.
 
     Args:
         model: maps [0, 1] images to logits; run in eval mode, its mode restored afterwards.
@@ -251,35 +272,39 @@ def evaluate(
         checks: validity checks on the "first_batch", on "all" batches, or "off"; True and
             False mean first_batch and off. (Default: "first_batch")
         should_stop: polled before every batch; True raises ``Cancelled``.
-        on_batch: called as ``on_batch(batches_done, batches)`` after every batch.
+        on_batch: called as ``on_batch(batches_done, batches)`` after every batch of this rank.
         seed: seeds the random starts (per batch and attack), so results are reproducible.
+        world: this process's rank of a distributed run (default: one process).
     """
     scope: ChecksScope = ("first_batch" if checks else "off") if isinstance(checks, bool) else checks
     model = model.to(device)
-    loader = DataLoader(data, batch_size=batch_size, shuffle=False)
-    clean_parts: list[torch.Tensor] = []
+    mine = _rank_batches(len(data), batch_size, world)  # type: ignore[arg-type]
+    loader = DataLoader(data, batch_sampler=[indices for _, indices in mine])
+    clean_parts: dict[int, torch.Tensor] = {}
     parts = [_Parts() for _ in attacks]
     found: list[dict[str, tuple[int | None, Check]]] = []
     spent, own = CountingPasses(), CountingPasses()
     with attack_mode(model):
-        for batch, (x, y) in enumerate(loader):
+        for done, ((batch, _), (x, y)) in enumerate(zip(mine, loader, strict=True)):
             if should_stop is not None and should_stop():
                 raise Cancelled("evaluation cancelled")
             x, y = x.to(device), y.to(device)  # (B, C, H, W), (B,)
             with own.on(model):
                 clean = _correct_at(model, x, y)  # (B,)
-                bits = [part.add(spec, model, x, y, clean,
+                bits = [part.add(batch, spec, model, x, y, clean,
                                  _generator(attack_seed(seed, batch, index), device))
                         for index, (spec, part) in enumerate(zip(attacks, parts, strict=True))]
-            clean_parts.append(clean.cpu())
+            clean_parts[batch] = clean.cpu()
             if scope == "all" or (scope == "first_batch" and batch == 0):
                 with spent.on(model):
                     found.append(_batch_checks(model, x, y, list(attacks), clean.cpu(), bits,
                                                seed, batch).run())
             if on_batch is not None:
-                on_batch(batch + 1, len(loader))
+                on_batch(done + 1, len(mine))
+    if world.distributed:
+        clean_parts, parts, found = _gathered(clean_parts, parts, found, spent, own, world)
     outcomes = [part.outcome(spec) for spec, part in zip(attacks, parts, strict=True)]
-    result = EvaluationResult(clean=_cat(clean_parts), attacks=outcomes)
+    result = EvaluationResult(clean=_in_order(clean_parts), attacks=outcomes)
     for name, (index, check) in merge_batches(found).items():
         result.checks[name], result.check_scope[name] = check, index
     if scope != "off":
@@ -291,6 +316,37 @@ def evaluate(
                  "itself: %d, %d) on %s", spent.calls, spent.examples, own.calls, own.examples,
                  "every batch" if scope == "all" else "the first batch")
     return result
+
+
+def _rank_batches(n: int, batch_size: int, world: World) -> list[tuple[int, list[int]]]:
+    """(global batch index, example indices) of the batches rank ``world.rank`` evaluates."""
+    return [(batch, list(range(start, min(start + batch_size, n))))
+            for batch, start in enumerate(range(0, n, batch_size))
+            if batch % world.size == world.rank]
+
+
+def _gathered(clean: dict[int, torch.Tensor], parts: list[_Parts],
+              found: list[dict[str, tuple[int | None, Check]]], spent: CountingPasses,
+              own: CountingPasses, world: World,
+              ) -> tuple[dict[int, torch.Tensor], list[_Parts],
+                         list[dict[str, tuple[int | None, Check]]]]:
+    """Every rank's batches, checks and pass counts, merged on every rank in batch order."""
+    everyone = gather_objects((clean, parts, found, spent.calls, spent.examples, own.calls,
+                               own.examples), world)
+    merged_clean: dict[int, torch.Tensor] = {}
+    merged = [_Parts() for _ in parts]
+    merged_found: list[dict[str, tuple[int | None, Check]]] = []
+    spent.calls = spent.examples = own.calls = own.examples = 0
+    for rank_clean, rank_parts, rank_found, *counts in everyone:
+        merged_clean.update(rank_clean)
+        for total, part in zip(merged, rank_parts, strict=True):
+            total.merge(part)
+        merged_found += rank_found
+        spent.calls += counts[0]
+        spent.examples += counts[1]
+        own.calls += counts[2]
+        own.examples += counts[3]
+    return merged_clean, merged, merged_found
 
 
 def _cat(parts: list[torch.Tensor]) -> torch.Tensor:

@@ -40,7 +40,7 @@ def run(spec: EvaluateSpec, ctx: RunContext) -> None:
     result = evaluate(
         model, data, spec.evaluation.attacks, device=ctx.device,
         batch_size=spec.evaluation.batch_size, checks=spec.evaluation.checks,
-        should_stop=ctx.reporter.should_stop, seed=spec.seed,
+        should_stop=ctx.reporter.should_stop, seed=spec.seed, world=ctx.world,
         on_batch=lambda done, total: ctx.reporter.progress(done, total, "evaluation"),
     )
     for record in result.to_records(meta["arch"], dataset.name, spec.evaluation.split,

@@ -46,13 +46,14 @@ def run(spec: TrainSpec, ctx: RunContext) -> None:
                        should_stop=reporter.should_stop)
     outcome = train(model, train_data, spec.training, spec.adversary, device=ctx.device,
                     checkpoint_dir=ctx.run_dir / "checkpoints", seed=spec.seed,
-                    checkpoint_every=spec.checkpoint_every, hooks=hooks, meta=checkpoint_meta(spec, info))
+                    checkpoint_every=spec.checkpoint_every, hooks=hooks, meta=checkpoint_meta(spec, info),
+                    world=ctx.world)
     reports.checkpoint(outcome.final_checkpoint, spec.training.epochs, final=True)
 
     result = evaluate(outcome.model.eval(), eval_data, spec.evaluation.attacks, device=ctx.device,
                       batch_size=spec.evaluation.batch_size, checks=spec.evaluation.checks,
                       should_stop=reporter.should_stop, on_batch=reports.evaluation_batch,
-                      seed=spec.seed)
+                      seed=spec.seed, world=ctx.world)
     for record in result.to_records(spec.model.arch, spec.dataset.name, spec.evaluation.split,
                                     spec.adversary.norm, spec.adversary.eps):
         reporter.evaluation(replace(record, train_method=spec.adversary.method))

@@ -55,6 +55,15 @@ class BatchSetup:
     attack_loss_scale: float = 1.0
     """Factor on the attack's loss before its input gradient (fp16: keeps tiny gradients from
     flushing to zero; the sign and the l_2 direction do not depend on it)."""
+    attack_model: nn.Module | None = None
+    """What the inner maximisation runs through when it differs from the trained model: in a
+    distributed run, the unwrapped module with rank-local BatchNorm (no DDP gradient hooks, no
+    collective call inside an attack step). ``attacker(model, setup)`` picks it."""
+
+
+def attacker(model: nn.Module, setup: BatchSetup) -> nn.Module:
+    """The module a method's attack goes through: ``setup.attack_model`` or ``model`` itself."""
+    return setup.attack_model if setup.attack_model is not None else model
 
 
 TrainingMethod = Callable[[nn.Module, torch.Tensor, torch.Tensor, BatchSetup], BatchLoss]

@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from workers.science.training.common import BatchLoss, BatchSetup, supervised_loss
+from workers.science.training.common import BatchLoss, BatchSetup, attacker, supervised_loss
 from workers.science.training.pgd import pgd_examples
 
 
@@ -32,5 +32,5 @@ def fgsm_rs_examples(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
 def fgsm_rs_training(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
                      setup: BatchSetup) -> BatchLoss:
     """One batch of fast adversarial training: the loss at the FGSM-RS point."""
-    losses, hits = supervised_loss(model, fgsm_rs_examples(model, x, y, setup), y, setup)
+    losses, hits = supervised_loss(model, fgsm_rs_examples(attacker(model, setup), x, y, setup), y, setup)
     return BatchLoss(loss=losses.mean(), losses=losses.detach(), clean_hits=None, adv_hits=hits)

@@ -6,8 +6,9 @@ this process) use 0 workers, since a worker would only add inter-process copies;
 epochs. Pinned memory and non-blocking copies are on for CUDA, so the next batch's copy overlaps
 the current batch's compute.
 
-Shuffling always draws from the loader's own seeded generator, in this process, which the
-checkpoints save; what workers change for exact resume is said in README "Exact resume".
+The order of the examples is a function of (seed, epoch) alone (``distributed.GlobalBatches``),
+the same at every world size; what workers change for exact resume is said in README
+"Exact resume".
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import os
 from dataclasses import dataclass
 
 import torch
-from torch.utils.data import ConcatDataset, DataLoader, Dataset, Subset, TensorDataset
+from torch.utils.data import ConcatDataset, DataLoader, Dataset, Sampler, Subset, TensorDataset
 
 from contract.specs.training import TrainingConfig
 
@@ -63,11 +64,12 @@ after-fork hook then closes the inherited Redis connections from the child and c
 them forever, and a process that has initialised CUDA cannot be forked safely either."""
 
 
-def training_loader(data: Dataset, cfg: TrainingConfig, settings: LoaderSettings,
-                    generator: torch.Generator) -> DataLoader:
-    """Shuffled batches of ``cfg.batch_size``, shuffles drawn from ``generator``."""
+def training_loader(data: Dataset, settings: LoaderSettings,
+                    batches: Sampler[list[int]]) -> DataLoader:
+    """The batches ``batches`` yields (``distributed.GlobalBatches``: this rank's shard of each
+    global batch of the epoch it is set to), read with ``settings``."""
     context = WORKER_START if settings.num_workers > 0 else None
-    return DataLoader(data, batch_size=cfg.batch_size, shuffle=True, generator=generator,
+    return DataLoader(data, batch_sampler=batches,
                       num_workers=settings.num_workers, pin_memory=settings.pin_memory,
                       persistent_workers=settings.persistent_workers,
                       multiprocessing_context=context)

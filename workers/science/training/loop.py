@@ -15,10 +15,19 @@ from its last checkpoint ends with exactly the parameters an uninterrupted one r
 seed, same device, 0 loader workers; any ``amp``). That is why a checkpoint carries every
 random generator's state and the fp16 gradient scaler's, and the data loader draws its shuffles
 from its own seeded generator. README "Exact resume" says what loader workers change.
+
+Distributed (``world.size > 1``, ``workers.science.distributed``): ``training.batch_size`` is
+the global batch; every epoch's global batches come from one permutation of (seed, epoch)
+and each rank trains on its shard, through ``DistributedDataParallel`` (gradients averaged;
+a rank's loss is weighted by its share of the global batch, so uneven last shards still give
+the global mean). BatchNorm statistics are synchronised unless ``world.sync_batchnorm`` is off.
+Attacks run on each rank's shard through the unwrapped module with rank-local BatchNorm.
+Metrics are summed over the ranks; only rank 0 writes checkpoints.
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -37,6 +46,14 @@ from workers.science.checkpoints import (
     load_checkpoint,
     restore_rng,
     save_checkpoint,
+)
+from workers.science.distributed import (
+    SINGLE,
+    GlobalBatches,
+    World,
+    all_reduce_sum,
+    convert_batchnorm,
+    local_batchnorm,
 )
 from workers.science.training.common import (
     BatchLoss,
@@ -137,6 +154,14 @@ class _Totals:
         for total in (self._loss, self._clean, self._adv):
             total.zero_()
 
+    def reduce(self, world: World, device: torch.device) -> None:
+        """Sum the epoch's totals over every rank (after the last ``sync``)."""
+        (self.loss, clean, adv, n, clean_n, adv_n) = all_reduce_sum(
+            [self.loss, self.clean_correct, self.adv_correct, self.n, self.clean_n, self.adv_n],
+            world, device)
+        self.clean_correct, self.adv_correct = int(clean), int(adv)
+        self.n, self.clean_n, self.adv_n = int(n), int(clean_n), int(adv_n)
+
     def metrics(self, epoch: int, lr: float, eps: float,
                 check_accuracy: float | None) -> EpochMetrics:
         return EpochMetrics(
@@ -155,12 +180,16 @@ class _Run:
     """What every batch of one training needs besides the data."""
 
     model: nn.Module
+    """What the training forward goes through: the model, or its DDP wrapper."""
+    attack_model: nn.Module | None
+    """The unwrapped module with rank-local BatchNorm in a distributed run, else None."""
     optimizer: torch.optim.Optimizer
     precision: Precision
     device: torch.device
     non_blocking: bool
     channels_last: bool
     hooks: TrainHooks
+    world: World
 
 
 def _train_epoch(run: _Run, loader: DataLoader, method: TrainingMethod, setup: BatchSetup, *,
@@ -168,28 +197,70 @@ def _train_epoch(run: _Run, loader: DataLoader, method: TrainingMethod, setup: B
     """One pass over the training data; checks for a stop request before every batch."""
     run.model.train()
     totals = _Totals(run.device)
-    n_batches = len(loader)
+    sampler = loader.batch_sampler
+    assert isinstance(sampler, GlobalBatches)
+    sampler.set_epoch(epoch)
+    sizes = [len(batch) for batch in sampler.global_batches()]
+    n_batches = len(sizes)
     for index, (x, y) in enumerate(loader):
         if run.hooks.should_stop is not None and run.hooks.should_stop():
             raise Cancelled(f"training stopped in epoch {epoch + 1}, batch {index + 1}")
         x, y = to_device(x, y, run.device, non_blocking=run.non_blocking,
-                         channels_last=run.channels_last)  # (B, C, H, W), (B,)
+                         channels_last=run.channels_last)  # (B / W, C, H, W), (B / W,)
         batch = method(run.model, x, y, setup)
-        run.precision.step(batch.loss, run.optimizer)
+        loss = batch.loss
+        if run.world.distributed:  # DDP averages over ranks: weigh this rank by its share
+            loss = loss * (len(y) * run.world.size / sizes[index])
+        run.precision.step(loss, run.optimizer)
         totals.add(batch, len(y))
         if (index + 1) % METRIC_SYNC_EVERY == 0:
             totals.sync()
         if run.hooks.on_batch is not None:
             run.hooks.on_batch(epoch, index + 1, n_batches)
     totals.sync()
+    totals.reduce(run.world, run.device)
     return totals
 
 
-def _batch_setup(adversary: AdversaryConfig, eps: float, precision: Precision) -> BatchSetup:
+def _batch_setup(adversary: AdversaryConfig, eps: float, precision: Precision,
+                 attack_model: nn.Module | None) -> BatchSetup:
     step_size = epoch_step_size(adversary, eps) if eps > 0 else 0.0
     return BatchSetup(adversary=adversary, eps=eps, step_size=step_size,
                       autocast=precision.autocast,
-                      attack_loss_scale=precision.attack_loss_scale)
+                      attack_loss_scale=precision.attack_loss_scale, attack_model=attack_model)
+
+
+_BUFFER_SYNC = ("forward_sync_buffers" if "forward_sync_buffers" in
+                inspect.signature(nn.parallel.DistributedDataParallel.__init__).parameters
+                else "broadcast_buffers")
+
+
+class _LocalStatistics(nn.Module):
+    """The model with rank-local BatchNorm: what a rank's attack runs through."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with local_batchnorm(self.model):
+            return self.model(x)
+
+
+def _distribute(model: nn.Module, world: World,
+                device: torch.device) -> tuple[nn.Module, nn.Module | None]:
+    """(what the training forward uses, what attacks use): the model itself in one process;
+    its DDP wrapper and the unwrapped module with local BatchNorm across several."""
+    if not world.distributed:
+        return model, None
+    if world.sync_batchnorm:
+        convert_batchnorm(model)
+    # Synced BatchNorm keeps the running statistics equal on every rank: no buffer broadcast
+    # per forward (torch >= 2.12 names the setting forward_sync_buffers).
+    sync: dict[str, Any] = {_BUFFER_SYNC: not world.sync_batchnorm}
+    ddp = nn.parallel.DistributedDataParallel(
+        model, device_ids=[device.index] if device.type == "cuda" else None, **sync)
+    return ddp, _LocalStatistics(model)
 
 
 def _resume(directory: Path, *, model: nn.Module, optimizer: torch.optim.Optimizer,
@@ -236,6 +307,7 @@ def train(
     checkpoint_every: int = 1,
     hooks: TrainHooks | None = None,
     meta: dict[str, Any] | None = None,
+    world: World = SINGLE,
 ) -> TrainOutcome:
     """Train ``model`` with ``adversary.method`` (standard training where eps is 0).
 
@@ -243,7 +315,8 @@ def train(
     every generator with ``seed`` and starts at epoch 0. A checkpoint is written every
     ``checkpoint_every`` epochs and after the last one; with all epochs already done the
     call only loads the final state. ``meta`` (plain values) is stored in every checkpoint and
-    must match on resume.
+    must match on resume. ``world``: this process's rank in a distributed run (every rank
+    calls ``train``; only rank 0 writes checkpoints; a checkpoint of any world size resumes).
 
     Args:
         model: maps (B, C, H, W) images in [0, 1] to logits (B, K), or (B, 1) for ±1 labels.
@@ -268,21 +341,24 @@ def train(
     scheduler = build_scheduler(optimizer, cfg.schedule, cfg.epochs)
     generator = torch.Generator()
     settings = loader_settings(cfg, train_data, device)
-    loader = training_loader(train_data, cfg, settings, generator)
+    sampler = GlobalBatches(len(train_data), cfg.batch_size, seed, world)  # type: ignore[arg-type]
+    loader = training_loader(train_data, settings, sampler)
     start, history = _resume(checkpoint_dir, model=model, optimizer=optimizer,
                              scheduler=scheduler, generator=generator, precision=precision,
                              meta=meta, hooks=hooks)
     if start == 0:
-        seed_everything(seed)
+        seed_everything(seed + world.rank)  # augmentation and random starts differ per rank
         generator.manual_seed(seed)
-    run = _Run(model=model, optimizer=optimizer, precision=precision, device=device,
-               non_blocking=settings.pin_memory, channels_last=channels_last, hooks=hooks)
+    trained, attack_model = _distribute(model, world, device)
+    run = _Run(model=trained, attack_model=attack_model, optimizer=optimizer,
+               precision=precision, device=device, non_blocking=settings.pin_memory,
+               channels_last=channels_last, hooks=hooks, world=world)
     for epoch in range(start, cfg.epochs):
         eps = epoch_eps(adversary, epoch)
         lr = optimizer.param_groups[0]["lr"]
         method = training_method(adversary.method) if eps > 0 else standard
-        totals = _train_epoch(run, loader, method, _batch_setup(adversary, eps, precision),
-                              epoch=epoch)
+        totals = _train_epoch(run, loader, method,
+                              _batch_setup(adversary, eps, precision, attack_model), epoch=epoch)
         scheduler.step()
         check = _overfit_check(model, train_data, adversary, eps, epoch=epoch, device=device,
                                seed=seed)
@@ -294,7 +370,7 @@ def train(
         if check is not None:
             check_overfitting(check, earlier, epoch=epoch + 1, adversary=adversary)
         done = epoch + 1
-        if done % checkpoint_every == 0 or done == cfg.epochs:
+        if world.leader and (done % checkpoint_every == 0 or done == cfg.epochs):
             path = save_checkpoint(
                 checkpoint_path(checkpoint_dir, done), model=model, optimizer=optimizer,
                 scheduler=scheduler, epoch=done, rng=capture_rng(generator), meta=meta,

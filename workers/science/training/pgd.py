@@ -18,6 +18,7 @@ from workers.science.training.common import (
     BatchLoss,
     BatchSetup,
     ModeLocked,
+    attacker,
     buffers_preserved,
     supervised_loss,
 )
@@ -49,7 +50,7 @@ def pgd_examples(model: nn.Module, x: torch.Tensor, y: torch.Tensor, setup: Batc
 def pgd_training(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
                  setup: BatchSetup) -> BatchLoss:
     """One batch of PGD training: the loss at PGD's last iterate inside the training ball."""
-    x_adv = pgd_examples(model, x, y, setup, steps=setup.adversary.steps,
+    x_adv = pgd_examples(attacker(model, setup), x, y, setup, steps=setup.adversary.steps,
                          random_start=setup.adversary.random_start)
     losses, hits = supervised_loss(model, x_adv, y, setup)
     return BatchLoss(loss=losses.mean(), losses=losses.detach(), clean_hits=None, adv_hits=hits)

@@ -25,7 +25,13 @@ from torch import nn
 from workers.science.attacks.common import attack_mode
 from workers.science.losses import classification_loss, correct, is_binary
 from workers.science.threat_models import threat_model
-from workers.science.training.common import BatchLoss, BatchSetup, ModeLocked, buffers_preserved
+from workers.science.training.common import (
+    BatchLoss,
+    BatchSetup,
+    ModeLocked,
+    attacker,
+    buffers_preserved,
+)
 
 START_NOISE = 0.001
 """Standard deviation of the Gaussian start of the inner maximisation (Zhang et al.)."""
@@ -75,7 +81,7 @@ def trades_training(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
     with setup.autocast():
         clean_logits = model(x)  # (B, K), graph kept for the loss
     clean_log_p = log_probabilities(clean_logits)
-    x_adv = trades_examples(model, x, clean_log_p.detach(), setup)
+    x_adv = trades_examples(attacker(model, setup), x, clean_log_p.detach(), setup)
     with setup.autocast():
         adv_logits = model(x_adv)  # (B, K)
     ce = classification_loss(clean_logits.float(), y, reduction="none")  # (B,)
