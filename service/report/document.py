@@ -96,11 +96,20 @@ def provenance_table(runs: Sequence[RunInfo]) -> str:
     rows = [[f"`{run.id}`", run.experiment, run.kind,
              " ".join(f"{k}={v}" for k, v in run.params.items()) or "–",
              run.git_sha or "–", (run.data_hash or "–")[:16], f"`{run.spec_hash[:12]}`",
-             run.device or "–",
+             run.device or "–", _processes(run),
              f"{run.finished_at:%Y-%m-%d %H:%M}" if run.finished_at else "–"]
             for run in runs]
     return markdown_table(["run", "experiment", "kind", "params", "git sha", "data hash",
-                           "spec hash", "device", "finished (UTC)"], rows)
+                           "spec hash", "device", "processes", "finished (UTC)"], rows)
+
+
+def _processes(run: RunInfo) -> str:
+    """The world size a run ran at (1 for runs older than distributed execution)."""
+    size = run.provenance.get("world_size", 1)
+    nodes = run.provenance.get("nnodes", 1)
+    backend = run.provenance.get("backend")
+    return f"{size}" + (f" on {nodes} nodes" if nodes > 1 else "") + (
+        f" ({backend})" if backend else "")
 
 
 def write_report(report: Report, out_dir: Path, read: Callable[[ArtifactInfo], bytes],
