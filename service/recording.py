@@ -11,12 +11,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from contract.ids import new_id
 from contract.records import ArtifactRecord, CheckpointRecord, EvaluationRecord, MetricRecord
 from contract.specs.hashing import spec_hash
 from contract.specs.loading import LoadedSpec
@@ -53,7 +53,8 @@ class Recorded:
 
 
 def new_run_id() -> str:
-    return uuid.uuid4().hex[:12]
+    """12 hex digits that paste into YAML as a string (``contract.ids``)."""
+    return new_id()
 
 
 def plan_runs(loaded: LoadedSpec, *, queue: str | None = None) -> tuple[str, list[NewRun]]:

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, Field, model_validator
 
 from contract import catalog
+from contract.specs.scalars import RunIdText
 from contract.specs.values import Strict
 
 
@@ -50,7 +51,7 @@ class CheckpointSource(Strict):
     """
 
     checkpoint: str | None = Field(None, description="Path to a checkpoint file.")
-    run: str | None = Field(None, description="Run id whose final checkpoint is used.")
+    run: RunIdText | None = Field(None, description="Run id whose final checkpoint is used.")
     model: ModelConfig | None = Field(
         None, description="With checkpoint: the architecture of a foreign state_dict "
         "(arch, kwargs); robustlab's own checkpoints need none."

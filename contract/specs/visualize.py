@@ -10,6 +10,7 @@ from contract.catalog import large_eps_radii
 from contract.specs.architecture import ModelConfig
 from contract.specs.base import SpecBase
 from contract.specs.data import DatasetConfig
+from contract.specs.scalars import RunIdText
 from contract.specs.training import AdversaryConfig, TrainingConfig
 from contract.specs.values import (
     BatchSize,
@@ -58,7 +59,8 @@ class VisualizedModel(Strict):
         description="Short name shown in pictures and tags, e.g. 'standard', 'linf', 'l2'.",
         min_length=1, max_length=40, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$",
     )
-    run: str | None = Field(None, description="Id of a train run whose final checkpoint is used.")
+    run: RunIdText | None = Field(
+        None, description="Id of a train run whose final checkpoint is used.")
     checkpoint: str | None = Field(None, description="Path to a checkpoint file.")
     model: ModelConfig | None = Field(
         None, description="With checkpoint: the architecture of a foreign state_dict "
