@@ -34,6 +34,7 @@ from contract.records import Cancelled, NullReporter, Reporter
 from contract.specs.kinds import AnySpec
 from contract.specs.loading import LoadedSpec
 from contract.status import RunStatus
+from service.preflight import preflight
 from service.recording import (
     Heartbeat,
     ProgressFn,
@@ -146,6 +147,10 @@ def execute_run(run_id: str, store: Store, *, device: str | None = None,
     if run.cancel_requested:
         return store.finish_run(run.id, RunStatus.CANCELLED)
     spec = _SPEC_ADAPTER.validate_python(run.resolved_spec)
+    missing = preflight(spec, store, device=device)
+    if missing:  # what this machine lacks: one line, the run never starts
+        return store.finish_run(run.id, RunStatus.FAILED,
+                                error="; ".join(str(finding) for finding in missing))
     try:
         torch_device = rank_device(resolve_device(device or spec.device), world)
     except RuntimeError as exc:

@@ -26,6 +26,7 @@ from service.cli.common import (
     overrides_option,
 )
 from service.launch import Launch, launch_runs, nproc_default, parse_gpus
+from service.preflight import preflight
 from service.recording import record, resumable
 from service.results import fetch_rows, to_table
 from service.store.entities import RunInfo
@@ -119,6 +120,9 @@ def run(spec: str, overrides: Sequence[str], device: str | None, force: bool,
     launch = _launch(nproc_per_node, nnodes, node_rank, rdzv_endpoint, backend,
                      no_sync_batchnorm)
     store = open_store()
+    missing = preflight(loaded.spec, store, device=device)
+    if missing:  # refused before anything is recorded
+        raise UserError("; ".join(str(finding) for finding in missing))
     if launch.distributed:
         _run_distributed(loaded, store, launch, device=device, force=force)
         return
