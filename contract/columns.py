@@ -1,5 +1,7 @@
 """The result columns, defined once: every ``result_field`` of ``EvaluationRecord``, with the
-run's id, experiment and kind in front and ``checks_passed`` behind.
+run's id, experiment and kind in front, ``checks_passed`` behind, then the derived columns
+(``ci_low``, ``ci_high``: computed from a row's accuracy and n when rows are built, never
+stored).
 
 The store's ``evaluations`` table, ``robustlab results`` (json, csv, table, latex),
 ``results_frame``, the report and the dashboard all read ``RESULT_COLUMNS``; a new result
@@ -23,9 +25,11 @@ class ResultColumn:
     name: str
     type: ColumnType
     doc: str
-    source: Literal["run", "record"]
+    source: Literal["run", "record", "derived"]
     """"run": read from the run (not stored per evaluation, except ``run_id``); "record": a
-    column of the ``evaluations`` table, written from the record."""
+    column of the ``evaluations`` table, written from the record; "derived": computed from
+    the row's other columns where rows are built (``service.results.fetch_rows``,
+    ``service.store.queries.evaluations_frame``), with no database column."""
     nullable: bool = True
     length: int | None = None
     table: bool = True
@@ -56,6 +60,10 @@ RESULT_COLUMNS: tuple[ResultColumn, ...] = (
     *_record_columns(),
     ResultColumn("checks_passed", "bool", "every validity check passed; null when none ran",
                  "record"),
+    ResultColumn("ci_low", "float", "lower end of the 95% Wilson score interval of accuracy "
+                 "over n (derived, not stored)", "derived", table=False),
+    ResultColumn("ci_high", "float", "upper end of the 95% Wilson score interval of accuracy "
+                 "over n (derived, not stored)", "derived", table=False),
 )
 """Every key of a result row, in order (a contract: scripts parse these)."""
 
@@ -64,3 +72,10 @@ TABLE_COLUMNS: tuple[str, ...] = tuple(column.name for column in RESULT_COLUMNS 
 STORED_COLUMNS: tuple[ResultColumn, ...] = tuple(
     column for column in RESULT_COLUMNS if column.source == "record")
 """The result columns of the ``evaluations`` table (``run_id`` is its foreign key)."""
+DERIVED_COLUMNS: tuple[ResultColumn, ...] = tuple(
+    column for column in RESULT_COLUMNS if column.source == "derived")
+"""The result columns computed from the others (the terminal table shows them as one "95% CI"
+column, LaTeX with ``--ci``)."""
+READ_COLUMNS: tuple[str, ...] = tuple(
+    column.name for column in RESULT_COLUMNS if column.source != "derived")
+"""The keys of a result row that are read from the store (``COLUMNS`` less the derived)."""

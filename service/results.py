@@ -2,7 +2,9 @@
 
 One row per evaluation, with the keys ``contract.columns.COLUMNS`` (the terminal table and
 LaTeX show ``TABLE_COLUMNS``, leaving out those empty in every row). Accuracy is a fraction in
-[0, 1]; standard accuracy is the row with ``eval_eps`` 0 and ``attack`` "none".
+[0, 1]; standard accuracy is the row with ``eval_eps`` 0 and ``attack`` "none". The derived
+``ci_low``/``ci_high`` (the 95% Wilson interval of accuracy over n) are computed here, not
+stored; the terminal table shows them as one "95% CI" column, LaTeX with ``ci=True``.
 """
 
 from __future__ import annotations
@@ -16,14 +18,19 @@ from typing import TYPE_CHECKING, Any
 from rich.markup import escape
 from rich.table import Table
 
-from contract.columns import COLUMNS, RESULT_COLUMNS, TABLE_COLUMNS
+from contract.columns import COLUMNS, READ_COLUMNS, RESULT_COLUMNS, TABLE_COLUMNS
 from service import jsonout
+from service.analysis.stats import interval_columns
 from service.store.repository import Store
 
 if TYPE_CHECKING:
     import pandas as pd
 
-_RIGHT = frozenset(column.name for column in RESULT_COLUMNS if column.right_aligned)
+CI_COLUMN = "95% CI"
+"""The display column of ``ci_low``/``ci_high`` (in percent, as ``[45.20, 51.30]``), shown
+right after ``accuracy``."""
+
+_RIGHT = frozenset(column.name for column in RESULT_COLUMNS if column.right_aligned) | {CI_COLUMN}
 
 TABLE_LIMIT = 100
 """Rows beyond which ``robustlab results`` summarises instead of drawing every row: rich lays a
@@ -35,8 +42,11 @@ SUMMARY_KEYS = ("experiment", "dataset", "split", "model", "eval_norm", "attack"
 def fetch_rows(store: Store, *, experiment: str | None = None,
                run_ids: Sequence[str] | None = None) -> list[dict[str, Any]]:
     """The result rows with exactly the ``COLUMNS`` keys (read column-wise: a 10,000-row
-    listing decodes no JSON)."""
-    return store.results(experiment=experiment, run_ids=run_ids, columns=COLUMNS)
+    listing decodes no JSON), the derived ones computed from accuracy and n."""
+    rows = store.results(experiment=experiment, run_ids=run_ids, columns=READ_COLUMNS)
+    for row in rows:
+        row.update(interval_columns(row["accuracy"], row["n"]))
+    return rows
 
 
 def results_frame(store: Store | None = None, *, experiment: str | None = None) -> pd.DataFrame:
@@ -59,8 +69,28 @@ def _cell(value: Any, key: str) -> str:
     return str(value)
 
 
+def _interval_cell(row: dict[str, Any]) -> str:
+    low, high = row.get("ci_low"), row.get("ci_high")
+    if low is None or high is None:
+        return "-"
+    return f"[{100 * low:.2f}, {100 * high:.2f}]"
+
+
+def _row_cell(row: dict[str, Any], column: str) -> str:
+    return _interval_cell(row) if column == CI_COLUMN else _cell(row.get(column), column)
+
+
+def _with_interval(columns: list[str], rows: Sequence[dict[str, Any]]) -> list[str]:
+    """``columns`` with ``CI_COLUMN`` after accuracy, when a row has an interval."""
+    if "accuracy" not in columns or all(row.get("ci_low") is None for row in rows):
+        return columns
+    at = columns.index("accuracy") + 1
+    return [*columns[:at], CI_COLUMN, *columns[at:]]
+
+
 def _table_columns(rows: Sequence[dict[str, Any]]) -> list[str]:
-    return [c for c in TABLE_COLUMNS if any(row.get(c) not in (None, "") for row in rows)]
+    return _with_interval(
+        [c for c in TABLE_COLUMNS if any(row.get(c) not in (None, "") for row in rows)], rows)
 
 
 def to_table(rows: Sequence[dict[str, Any]], title: str | None = None) -> Table:
@@ -70,14 +100,14 @@ def to_table(rows: Sequence[dict[str, Any]], title: str | None = None) -> Table:
     for column in columns:
         table.add_column(column, justify="right" if column in _RIGHT else "left")
     for row in rows:
-        table.add_row(*(escape(_cell(row.get(c), c)) for c in columns))  # variants: no markup
+        table.add_row(*(escape(_row_cell(row, c)) for c in columns))  # variants: no markup
     return table
 
 
 def to_text(rows: Sequence[dict[str, Any]], title: str | None = None) -> str:
     """The same columns as ``to_table`` as plain aligned text: 10,000 rows in well under 1 s."""
     columns = _table_columns(rows)
-    cells = [[_cell(row.get(c), c) for c in columns] for row in rows]
+    cells = [[_row_cell(row, c) for c in columns] for row in rows]
     widths = [max([len(column), *(len(line[i]) for line in cells)])
               for i, column in enumerate(columns)]
 
@@ -165,12 +195,17 @@ def latex_tabular(header: Sequence[str], body: Sequence[Sequence[str]], *,
     return "\n".join(lines) + "\n"
 
 
-def to_latex(rows: Sequence[dict[str, Any]], caption: str | None = None) -> str:
+def to_latex(rows: Sequence[dict[str, Any]], caption: str | None = None, *,
+             ci: bool = False) -> str:
+    """A booktabs table of the rows; ``ci`` adds the 95% Wilson interval after accuracy."""
     columns = [c for c in TABLE_COLUMNS if c not in {"run_id", "checks_passed"}
                and any(row.get(c) not in (None, "") for row in rows)]
-    body = [[_cell(row.get(c), c).replace("%", "") if c == "accuracy" else _cell(row.get(c), c)
+    if ci:
+        columns = _with_interval(columns, rows)
+    body = [[_row_cell(row, c).replace("%", "") if c == "accuracy" else _row_cell(row, c)
              for c in columns] for row in rows]
-    header = ["accuracy (%)" if c == "accuracy" else c for c in columns]
-    align = "".join("r" if c in {"train_eps", "eval_eps", "steps", "accuracy", "n"} else "l"
-                    for c in columns)
-    return latex_tabular(header, body, align=align, caption=caption)
+    header = {"accuracy": "accuracy (%)", CI_COLUMN: "95% CI (%)"}
+    align = "".join("r" if c in {"train_eps", "eval_eps", "steps", "accuracy", "n", CI_COLUMN}
+                    else "l" for c in columns)
+    header_row = [header.get(c, c) for c in columns]
+    return latex_tabular(header_row, body, align=align, caption=caption)

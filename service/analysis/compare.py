@@ -2,8 +2,14 @@
 
 One computation for every view of a comparison: ``robustlab compare`` prints it and the
 dashboard's Compare page draws it. Pure: plain dicts in (a run's resolved spec, its result rows
-as ``contract.columns.COLUMNS``, its metrics as ``{name, step, value, tags}``), dataclasses out.
-No SQL, no pandas, no plotting: the store's query layer fetches the rows, the views render.
+as ``contract.columns.COLUMNS``, its metrics as ``{name, step, value, tags}``, optionally its
+per-example correctness bits), dataclasses out. No SQL, no pandas, no plotting: the store's
+query layer fetches the rows, the views render.
+
+Differences carry their uncertainty (``service.analysis.stats``): every evaluation two runs
+both have becomes a ``PairedDifference`` (accuracy of a minus b, a 95% interval, a p-value,
+Holm-adjusted over the comparison), and within each run every attack is set against the
+strongest attack of its ball (``AgainstStrongest``).
 """
 
 from __future__ import annotations
@@ -13,6 +19,8 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+from service.analysis.stats import Difference, holm, paired_difference, unpaired_difference
 
 MISSING = "∅"
 """Shown where one run's spec has no value at a path that another's has."""
@@ -25,6 +33,15 @@ TRAINING_COLUMNS = ("train_norm", "train_eps")
 """Usually what differs between compared runs: dropped from the row identity when each run has
 a single training setting, so a standard and a robust run line up on the same attacks."""
 
+PAIR_IDENTITY = ("dataset", "split", "eval_norm", "eval_eps", "attack", "steps", "step_size",
+                 "restarts", "variant")
+"""What makes two runs' rows the same evaluation for a paired difference: the row identity
+less the model and its training, which are what the compared runs differ in (the model and
+training columns join it when a run holds several models)."""
+
+NOT_ATTACKS = ("none", "worst_case")
+"""Rows that are no attack of their ball: clean accuracy and the per-example worst case."""
+
 
 @dataclass(frozen=True)
 class RunSide:
@@ -36,6 +53,9 @@ class RunSide:
     metrics: Sequence[Mapping[str, Any]] = ()
     experiment: str = ""
     status: str = ""
+    per_example: Mapping[str, bytes] = field(default_factory=dict)
+    """Per-example correctness bits (``numpy.packbits``, big-endian) by ``evaluation_key`` of
+    the row; rows without bits are unpaired."""
 
 
 @dataclass(frozen=True)
@@ -85,6 +105,8 @@ class Comparison:
     result_columns: tuple[str, ...]
     metrics: list[SideBySide]
     curves: list[Curve] = field(default_factory=list)
+    paired: list[PairedDifference] = field(default_factory=list)
+    against_strongest: list[AgainstStrongest] = field(default_factory=list)
 
 
 # --------------------------------------------------------------------------- specs
@@ -219,15 +241,210 @@ def metrics_side_by_side(runs: Sequence[RunSide]) -> tuple[list[SideBySide], lis
     return sorted(rows, key=lambda r: str(r.identity["metric"])), multi
 
 
+# --------------------------------------------------------------------------- differences
+
+
+@dataclass(frozen=True)
+class DifferenceTest:
+    """Accuracy of a minus accuracy of b on one evaluation, with its uncertainty.
+
+    Paired (both rows have per-example bits, the same n, dataset and split; see ``is_paired``):
+    ``a_only``/``b_only`` count the examples only a / only b classifies correctly,
+    ``difference`` is ``(a_only - b_only) / n``, the interval Newcombe's paired score interval
+    and ``p_value`` the exact McNemar test. Unpaired: counts None, Newcombe's hybrid score
+    interval and Fisher's exact test on the two accuracies; ``n`` is None when the two differ.
+    """
+
+    n: int | None
+    a_only: int | None
+    b_only: int | None
+    difference: float
+    ci_low: float
+    ci_high: float
+    p_value: float
+    paired: bool
+
+
+@dataclass(frozen=True)
+class PairedDifference:
+    """One evaluation that runs ``a`` and ``b`` both have, a minus b."""
+
+    a: str
+    b: str
+    attack: str
+    eval_norm: str | None
+    eval_eps: float
+    variant: str
+    split: str
+    test: DifferenceTest
+    p_holm: float
+    """``p_value`` Holm-adjusted over every difference of the comparison."""
+
+
+@dataclass(frozen=True)
+class AgainstStrongest:
+    """One attack of a run against the strongest (lowest-accuracy) attack of the same ball
+    (model, training, dataset, split, norm and eps) on the same examples: attack minus
+    strongest, so ``a_only`` counts the examples only the strongest attack breaks."""
+
+    run: str
+    model: str
+    split: str
+    eval_norm: str | None
+    eval_eps: float
+    attack: str
+    variant: str
+    strongest: str
+    strongest_variant: str
+    test: DifferenceTest
+    p_holm: float
+    """``p_value`` Holm-adjusted over every attack-against-strongest of the comparison."""
+
+
+def evaluation_key(row: Mapping[str, Any]) -> str:
+    """A row's identity as one string (``RESULT_IDENTITY``, the store's evaluation key): how
+    ``RunSide.per_example`` finds a row's bits."""
+    return _canonical([row.get(c) for c in RESULT_IDENTITY])
+
+
+def discordance(bits_a: bytes, bits_b: bytes, n: int) -> tuple[int, int, int, int]:
+    """(both, a_only, b_only, neither) correct among n examples, from two ``numpy.packbits``
+    bitmaps (big-endian: example 0 is the top bit of byte 0; the last byte's padding is
+    masked off). Read as Python integers and popcounted: 10,000 examples in microseconds, and
+    no numpy import for the CLI to pay for."""
+    width = 8 * len(bits_a)
+    if len(bits_b) * 8 != width or not width - 8 < n <= width:
+        raise ValueError(f"{len(bits_a)} and {len(bits_b)} bytes do not hold {n} examples")
+    mask = ((1 << n) - 1) << (width - n)
+    a = int.from_bytes(bits_a, "big") & mask
+    b = int.from_bytes(bits_b, "big") & mask
+    both, a_only, b_only = (a & b).bit_count(), (a & ~b).bit_count(), (b & ~a).bit_count()
+    return both, a_only, b_only, n - both - a_only - b_only
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One evaluation of one run, as a difference needs it."""
+
+    accuracy: float
+    n: int
+    dataset: str | None
+    split: str | None
+    bits: bytes | None
+
+
+def outcome(side: RunSide, row: Mapping[str, Any]) -> Outcome:
+    bits = side.per_example.get(evaluation_key(row))
+    return Outcome(float(row["accuracy"]), int(row["n"]), row.get("dataset"), row.get("split"),
+                   bytes(bits) if bits is not None else None)
+
+
+def is_paired(a: Outcome, b: Outcome) -> bool:
+    """Whether a and b were measured on the same examples, in the same order.
+
+    For now that is: both have per-example bits (of the right length), the same n, dataset
+    and split. A later migration adds the examples' identity (a hash of the evaluated
+    indices), which will replace this: two subsets of one split with the same size would
+    pass this test and are not paired.
+    """
+    return (a.bits is not None and b.bits is not None and a.n == b.n and a.n > 0
+            and len(a.bits) == len(b.bits) == (a.n + 7) // 8
+            and a.dataset == b.dataset and a.split == b.split)
+
+
+def difference_test(a: Outcome, b: Outcome) -> DifferenceTest:
+    """Accuracy of a minus b: paired (McNemar) when ``is_paired``, else unpaired (Fisher)."""
+    if is_paired(a, b):
+        assert a.bits is not None and b.bits is not None
+        both, a_only, b_only, neither = discordance(a.bits, b.bits, a.n)
+        return _test(a.n, a_only, b_only, paired_difference(both, a_only, b_only, neither))
+    k_a, k_b = _correct(a), _correct(b)
+    return _test(a.n if a.n == b.n else None, None, None,
+                 unpaired_difference(k_a, a.n, k_b, b.n))
+
+
+def _correct(side: Outcome) -> int:
+    return min(max(round(side.accuracy * side.n), 0), side.n)
+
+
+def _test(n: int | None, a_only: int | None, b_only: int | None,
+          found: Difference) -> DifferenceTest:
+    return DifferenceTest(n, a_only, b_only, found.difference, found.ci_low, found.ci_high,
+                found.p_value, a_only is not None)
+
+
+def _testable(row: Mapping[str, Any]) -> bool:
+    accuracy, n = row.get("accuracy"), row.get("n")
+    return (accuracy is not None and not math.isnan(accuracy) and n is not None
+            and not math.isnan(n) and n > 0)
+
+
+def pair_columns(runs: Sequence[RunSide]) -> tuple[str, ...]:
+    """``PAIR_IDENTITY``, or the whole row identity when a run holds rows that it cannot tell
+    apart (several models or training settings in one run, as the theory runs)."""
+    if all(_unique(run.results, PAIR_IDENTITY) for run in runs):
+        return PAIR_IDENTITY
+    return RESULT_IDENTITY
+
+
+def paired_differences(runs: Sequence[RunSide]) -> list[PairedDifference]:
+    """For every two runs (in the given order, a before b) and every evaluation both have
+    (``pair_columns``), a minus b with its interval and p-value, Holm-adjusted over all."""
+    columns = pair_columns(runs)
+    indexed = [{_canonical([row.get(c) for c in columns]): row
+                for row in run.results if _testable(row)} for run in runs]
+    found: list[tuple[RunSide, RunSide, Mapping[str, Any], DifferenceTest]] = []
+    for i, side_a in enumerate(runs):
+        for j in range(i + 1, len(runs)):
+            side_b = runs[j]
+            for key, row in indexed[i].items():
+                other = indexed[j].get(key)
+                if other is not None:
+                    test = difference_test(outcome(side_a, row), outcome(side_b, other))
+                    found.append((side_a, side_b, row, test))
+    adjusted = holm([test.p_value for *_, test in found]).adjusted
+    return [PairedDifference(a.run_id, b.run_id, row["attack"], row.get("eval_norm"),
+                             row.get("eval_eps") or 0.0, row.get("variant") or "",
+                             row.get("split") or "", test, p_holm)
+            for (a, b, row, test), p_holm in zip(found, adjusted, strict=True)]
+
+
+def against_strongest(runs: Sequence[RunSide]) -> list[AgainstStrongest]:
+    """Within each run, every attack of a ball against the ball's strongest attack (lowest
+    accuracy; the first on ties), on the same examples; Holm-adjusted over all of them."""
+    found: list[tuple[RunSide, Mapping[str, Any], Mapping[str, Any], DifferenceTest]] = []
+    for side in runs:
+        balls: dict[str, list[Mapping[str, Any]]] = {}
+        for row in side.results:
+            if row.get("attack") not in NOT_ATTACKS and row.get("eval_norm") and _testable(row):
+                ball = _canonical([row.get(c) for c in ("model", "dataset", "split", "train_norm",
+                                                         "train_eps", "eval_norm", "eval_eps")])
+                balls.setdefault(ball, []).append(row)
+        for members in balls.values():
+            strongest = min(members, key=lambda row: row["accuracy"])
+            for row in members:
+                if row is not strongest:
+                    test = difference_test(outcome(side, row), outcome(side, strongest))
+                    found.append((side, row, strongest, test))
+    adjusted = holm([test.p_value for *_, test in found]).adjusted
+    return [AgainstStrongest(side.run_id, row.get("model") or "", row.get("split") or "",
+                             row.get("eval_norm"), row.get("eval_eps") or 0.0, row["attack"],
+                             row.get("variant") or "", strongest["attack"],
+                             strongest.get("variant") or "", test, p_holm)
+            for (side, row, strongest, test), p_holm in zip(found, adjusted, strict=True)]
+
+
 # --------------------------------------------------------------------------- all together
 
 
 def compare(runs: Sequence[RunSide]) -> Comparison:
-    """The spec diff, the results and the metrics of ``runs`` side by side, and their curves."""
+    """The spec diff, the results and the metrics of ``runs`` side by side, their curves, and
+    the differences between them with their uncertainty."""
     columns, results = results_side_by_side(runs)
     metrics, multi = metrics_side_by_side(runs)
     return Comparison(
         run_ids=tuple(run.run_id for run in runs),
         spec_diff=spec_diff([run.resolved_spec for run in runs]),
         results=results, result_columns=columns, metrics=metrics, curves=multi,
+        paired=paired_differences(runs), against_strongest=against_strongest(runs),
     )

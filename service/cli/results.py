@@ -34,15 +34,19 @@ from service.results import (
               help="Table: print every row (plain text), however many there are.")
 @click.option("--limit", default=TABLE_LIMIT, show_default=True, type=click.IntRange(min=1),
               help="Table: beyond this many rows, print a summary instead (see --all).")
+@click.option("--ci", "with_ci", is_flag=True,
+              help="LaTeX: add a '95% CI (%)' column, the Wilson interval of each accuracy.")
 @friendly_errors
 def results(experiment: str | None, run_ids: Sequence[str], fmt: str, show_all: bool,
-            limit: int) -> None:
+            limit: int, with_ci: bool) -> None:
     """Print evaluation rows: one per model x split x threat model x eps x attack.
 
     JSON rows are flat objects with keys run_id, experiment, kind, model, dataset, split,
     train_norm, train_eps, eval_norm, eval_eps, attack, steps, accuracy (a fraction) and n,
-    among others. A table of more than --limit rows is summarised per experiment, dataset,
-    split, model, threat model and attack; --all prints every row; csv/json always do.
+    among others, and last ci_low and ci_high: the 95% Wilson score interval of accuracy over
+    n (computed, not stored; the table shows it as "95% CI" in percent, LaTeX with --ci).
+    A table of more than --limit rows is summarised per experiment, dataset, split, model,
+    threat model and attack; --all prints every row; csv/json always do.
     """
     store = open_store()
     ids = [store.get_run(r).id for r in run_ids] or None
@@ -52,7 +56,7 @@ def results(experiment: str | None, run_ids: Sequence[str], fmt: str, show_all: 
     elif fmt == "csv":
         click.echo(to_csv(rows), nl=False)
     elif fmt == "latex":
-        click.echo(to_latex(rows, caption=experiment), nl=False)
+        click.echo(to_latex(rows, caption=experiment, ci=with_ci), nl=False)
     elif len(rows) > limit and show_all:
         click.echo(to_text(rows, title=experiment), nl=False)
     elif len(rows) > limit:

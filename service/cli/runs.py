@@ -6,6 +6,8 @@ second, so nothing here imports the runner or the science.
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Sequence
 from typing import Any
 
 import click
@@ -13,11 +15,13 @@ from rich.table import Table
 
 from contract.status import RunStatus
 from service import jsonout
-from service.cli.common import first_line, friendly_errors, open_store, out
+from service.cli.common import UserError, err, first_line, friendly_errors, open_store, out
+from service.deletion import DeletionRefused, delete_runs, parse_age, prunable
 from service.recording import is_stale, shown_duration_s, shown_status
 from service.results import fetch_rows, to_table
 from service.settings import get_settings
 from service.store.entities import RunInfo
+from service.store.repository import Store
 
 
 def run_dict(item: RunInfo) -> dict[str, Any]:
@@ -123,6 +127,71 @@ def runs_show(run_id: str, fmt: str) -> None:
     for checkpoint in checkpoints:
         out.print(f"checkpoint epoch {checkpoint.epoch:<4} {checkpoint.path}"
                   + (" (final)" if checkpoint.final else ""))
+
+
+def _confirm(ids: Sequence[str], yes: bool) -> None:
+    """Ask on a terminal; without one, ``--yes`` is required (nothing is deleted silently)."""
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise UserError(f"deleting {len(ids)} run(s) needs --yes when there is no terminal "
+                        "to confirm on")
+    if not click.confirm(f"Delete {len(ids)} run(s) ({' '.join(ids[:10])}"
+                         f"{' ...' if len(ids) > 10 else ''}) with their results, metrics, "
+                         "artifacts and files?", default=False, err=True):
+        raise UserError("nothing deleted")
+
+
+def _delete(store: Store, ids: Sequence[str], force: bool) -> None:
+    try:
+        done = delete_runs(store, ids, force=force)
+    except DeletionRefused as exc:
+        raise UserError(str(exc)) from None
+    for item in done:
+        out.print(f"{item.run_id} deleted ({item.files_removed} file(s) removed)", markup=False)
+        for path in item.kept:
+            err.print(f"{item.run_id}: kept {path}: another run reads this checkpoint",
+                      markup=False)
+
+
+@runs.command("delete")
+@click.argument("run_ids", nargs=-1, required=True, metavar="RUN [RUN...]")
+@click.option("--yes", is_flag=True, help="Do not ask (needed without a terminal).")
+@click.option("--force", is_flag=True, help="Cancel a queued or running run first.")
+@friendly_errors
+def runs_delete(run_ids: Sequence[str], yes: bool, force: bool) -> None:
+    """Delete runs with their result rows, metrics, artifacts, checkpoints and run directory.
+
+    A checkpoint file that another run reads (an evaluate run's source, say) is kept, and
+    said so. A queued or running run is refused unless --force, which cancels it first.
+    """
+    store = open_store()
+    ids = [store.get_run(run_id).id for run_id in run_ids]
+    _confirm(ids, yes)
+    _delete(store, ids, force)
+
+
+@runs.command("prune")
+@click.option("--status", "statuses", multiple=True, required=True,
+              type=click.Choice([RunStatus.FAILED.value, RunStatus.CANCELLED.value]),
+              help="Delete runs in this status (repeatable).")
+@click.option("--older-than", default=None, metavar="AGE",
+              help="Only runs created longer ago than this: 7d, 12h, 30m, 2w.")
+@click.option("--yes", is_flag=True, help="Do not ask (needed without a terminal).")
+@friendly_errors
+def runs_prune(statuses: Sequence[str], older_than: str | None, yes: bool) -> None:
+    """Delete every failed (or cancelled) run, as `runs delete` deletes one."""
+    try:
+        age = parse_age(older_than) if older_than else None
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    store = open_store()
+    ids = prunable(store, statuses, age)
+    if not ids:
+        out.print("nothing to prune", markup=False)
+        return
+    _confirm(ids, yes)
+    _delete(store, ids, False)
 
 
 COMMANDS: list[click.Command] = [runs]

@@ -21,8 +21,9 @@ from typing import Any, TypeVar
 import pandas as pd
 from sqlalchemy import Engine, func, select
 
-from contract.columns import COLUMNS
+from contract.columns import COLUMNS, DERIVED_COLUMNS, READ_COLUMNS
 from contract.status import RunStatus
+from service.analysis.stats import interval_columns
 from service.store.migrate import check_schema
 from service.store.models import EVALUATION_COLUMNS, RUN_STATUSES, Artifact, Evaluation, Metric, Run
 from service.store.session import NO_RETRY, StoreError, make_engine, safe_url
@@ -207,12 +208,13 @@ def analysis_runs(url: str) -> pd.DataFrame:
 
 
 def evaluations_frame(url: str, *, experiments: Sequence[str] = ()) -> pd.DataFrame:
-    """One row per evaluation with its run's experiment and kind (``RESULT_KEYS``).
+    """One row per evaluation with its run's experiment and kind (``RESULT_KEYS``), the derived
+    ``ci_low``/``ci_high`` computed from accuracy and n as ``robustlab results`` does.
 
     Ordered like ``robustlab results``: experiment, run cell, model, train_eps, eval_eps, attack.
     """
     columns = [Run.experiment, Run.kind] + [
-        getattr(Evaluation, c) for c in RESULT_KEYS if c not in ("experiment", "kind")
+        getattr(Evaluation, c) for c in READ_COLUMNS if c not in ("experiment", "kind")
     ]
     statement = (
         select(*columns)
@@ -222,7 +224,13 @@ def evaluations_frame(url: str, *, experiments: Sequence[str] = ()) -> pd.DataFr
     )
     if experiments:
         statement = statement.where(Run.experiment.in_(list(experiments)))
-    return _read(url, lambda engine: _frame(engine, statement, RESULT_KEYS))
+    frame = _read(url, lambda engine: _frame(engine, statement, RESULT_KEYS))
+    derived = [interval_columns(accuracy, n)
+               for accuracy, n in zip(frame["accuracy"].tolist(), frame["n"].tolist(), strict=True)]
+    for column in DERIVED_COLUMNS:
+        frame[column.name] = pd.Series([row[column.name] for row in derived], index=frame.index,
+                                       dtype=float)
+    return frame
 
 
 # --------------------------------------------------------------------------- artifacts

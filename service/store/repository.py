@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-from sqlalchemy import Engine, Select, func, select, update
+from sqlalchemy import Engine, Select, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -245,12 +245,15 @@ class Store:
 
         self._run(work)
 
-    def delete_run(self, run_id: str) -> None:
-        """Delete a run with its results and artifact files; its checkpoints' rows stay."""
+    def delete_run(self, run_id: str, *, checkpoints: bool = False) -> None:
+        """Delete a run with its results and artifact files; its checkpoints' rows stay (their
+        ``run_id`` set null) unless ``checkpoints``, which deletes the rows (not the files)."""
 
         def work(session: Session) -> list[str]:
             row = ensure_run(session, run_id)
             paths = list(session.scalars(select(Artifact.path).where(Artifact.run_id == run_id)))
+            if checkpoints:
+                session.execute(delete(Checkpoint).where(Checkpoint.run_id == run_id))
             session.delete(row)
             return paths
 
@@ -384,6 +387,26 @@ class Store:
                 for row in rows:
                     row["created_at"] = utc_time(row["created_at"])
             return rows
+
+        return self._run(work)
+
+    def per_example(self, run_ids: Sequence[str], columns: Sequence[str] = ("run_id", "key")
+                    ) -> list[dict[str, Any]]:
+        """The per-example correctness bits (``numpy.packbits``, big-endian) of the runs'
+        evaluations that have them: ``columns`` of each row (as ``results`` names them) and
+        ``per_example``. What ``compare`` pairs; ``results`` never loads these bytes."""
+        unknown = [name for name in columns if name not in RESULT_SOURCES]
+        if unknown:
+            raise ValueError(f"results have no column(s) {unknown}")
+        query = (select(*(RESULT_SOURCES[name] for name in columns), EVALUATION_COLUMNS.per_example)
+                 .join(Run, Run.id == EVALUATION_COLUMNS.run_id)
+                 .where(EVALUATION_COLUMNS.run_id.in_(list(run_ids)),
+                        EVALUATION_COLUMNS.per_example.is_not(None))
+                 .order_by(EVALUATION_COLUMNS.run_id, EVALUATION_COLUMNS.key))
+
+        def work(session: Session) -> list[dict[str, Any]]:
+            return [dict(zip([*columns, "per_example"], row, strict=True))
+                    for row in session.execute(query)]
 
         return self._run(work)
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from service.analysis.stats import wilson_interval
 from service.store import queries, sql_box
 from service.store.migrate import upgrade
 from tests.dashboard.seed import FIG1_EPS, Seeded, seed_database
@@ -54,6 +55,12 @@ def test_frames_hold_what_was_seeded(seeded: Seeded) -> None:
     evaluations = queries.evaluations_frame(seeded.url)
     assert len(evaluations) == seeded.evaluations
     assert list(evaluations.columns) == list(queries.RESULT_KEYS)
+    # the derived columns (contract.columns: "derived", no database column) are filled in
+    first = evaluations.iloc[0]
+    assert (first["ci_low"], first["ci_high"]) == wilson_interval(
+        round(first["accuracy"] * first["n"]), int(first["n"]))
+    assert (evaluations["ci_low"] <= evaluations["accuracy"]).all()
+    assert (evaluations["accuracy"] <= evaluations["ci_high"]).all()
     only_fig1 = queries.evaluations_frame(seeded.url, experiments=["fig1_mnist"])
     assert len(only_fig1) == 2 * len(FIG1_EPS[("mnist", "linf")] + FIG1_EPS[("mnist", "l2")])
     artifacts = queries.artifacts_frame(seeded.url, kinds=["large_eps"])

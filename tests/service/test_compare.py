@@ -79,7 +79,8 @@ def test_compare_table_shows_the_three_sections(seeded: Seeded) -> None:
         assert title in text
     (eps_line,) = [line for line in text.splitlines() if "adversary.eps" in line]
     assert "0.3" in eps_line
-    (pgd_line,) = [line for line in text.splitlines()
+    results = text.split("results (accuracy)")[1].split("metrics (last step")[0]
+    (pgd_line,) = [line for line in results.splitlines()
                    if " test " in f" {line} " and "0.3" in line and "pgd" in line]
     cells = [cell.strip() for cell in pgd_line.strip("│ ").split("│")]
     assert cells[-3:] == ["0.00%", "89.00%", "89.00"]  # standard, robust, spread (points)
