@@ -16,6 +16,7 @@ from service.cli import (
     dashboard,
     data,
     database,
+    doctor,
     export,
     metrics,
     queue,
@@ -58,6 +59,7 @@ COMMAND_GROUPS = (
     queue,          # submit, worker, cancel
     schedule,       # schedule add|list|remove, beat
     report,         # report
+    doctor,         # doctor
     database,       # db upgrade|downgrade|current
     data,           # data fetch
     dashboard,      # dashboard
