@@ -32,6 +32,10 @@ $(STAMP): pyproject.toml requirements.lock
 	@# metadata pins requests~=2.25.1 (used only by a bundled robustbench downloader), which
 	@# conflicts with the lock; everything it imports (torch, scipy, tqdm, numpy) is locked.
 	$(BIN)/python -m pip install -q --disable-pip-version-check --no-deps -c requirements.lock torchattacks
+	@# Test-only yardstick for the field's architectures (tests/science/test_field_architectures.py
+	@# loads its architecture files by path). --no-deps: it pins timm, gdown, requests ... and the
+	@# architecture modules import only torch.
+	$(BIN)/python -m pip install -q --disable-pip-version-check --no-deps -c requirements.lock robustbench
 	touch $(STAMP)
 
 # Debian packages the tests use: headless Chromium (dashboard tests), the real Fashion-MNIST.
