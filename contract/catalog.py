@@ -83,6 +83,7 @@ class ModelInfo:
 
 
 _NETWORKS = "workers.science.models.networks"
+_FIELD = "workers.science.models.field"
 MODELS: dict[str, ModelInfo] = {
     "linear": ModelInfo("linear", "linear classifier", f"{_NETWORKS}:LinearClassifier",
                         "binary_mnist"),
@@ -90,8 +91,15 @@ MODELS: dict[str, ModelInfo] = {
     "cifar_resnet": ModelInfo("cifar_resnet", "cifar10_challenge ResNet",
                               f"{_NETWORKS}:CifarResNet", "cifar10"),
     "resnet50": ModelInfo("resnet50", "ResNet-50", f"{_NETWORKS}:resnet50", "restricted_imagenet"),
+    "preact_resnet18": ModelInfo("preact_resnet18", "PreActResNet-18 (RobustBench's layout)",
+                                 f"{_FIELD}:preact_resnet18", "cifar10"),
+    "wide_resnet": ModelInfo("wide_resnet", "WideResNet (TRADES / RobustBench's layout)",
+                             f"{_FIELD}:wide_resnet", "cifar10"),
+    "dm_wide_resnet": ModelInfo("dm_wide_resnet", "DeepMind's WideResNet (RobustBench's layout)",
+                                f"{_FIELD}:dm_wide_resnet", "cifar10"),
 }
-"""The built-in architectures (the paper's four)."""
+"""The built-in architectures: the paper's four, then the field's (RobustBench's key layouts,
+``workers.science.models.field``)."""
 
 # --------------------------------------------------------------------------- training methods
 

@@ -22,6 +22,7 @@ from pydantic_core import ErrorDetails
 
 from contract.limits import get_limits
 from contract.specs import sweep as sweeps
+from contract.specs.hashing import stable_dump
 from contract.specs.kinds import SPEC_KINDS, AnySpec
 from contract.specs.messages import Loc, Located, describe, dotted, loc_of, overlap, walk
 from contract.specs.yaml_text import (
@@ -29,10 +30,13 @@ from contract.specs.yaml_text import (
     Refused,
     SpecError,
     SpecLoader,
+    TooDeep,
+    check_raw_text,
     check_yaml_events,
     check_yaml_graph,
     duplicate_keys,
     parse_yaml,
+    printable,
     read_spec_bytes,
     too_big,
 )
@@ -91,7 +95,7 @@ def parse_override(item: str) -> tuple[str, Any]:
         raise SpecError([_override_problem(item, example)])
     try:
         sweeps.split_path(path)
-        limits = check_yaml_events(text)
+        limits = check_raw_text(text) or check_yaml_events(text)
         if limits:
             raise ValueError(f"VALUE {limits[0][1]}")
         loader = SpecLoader(text)
@@ -105,6 +109,10 @@ def parse_override(item: str) -> tuple[str, Any]:
             return path, loader.construct_document(node)
         finally:
             loader.dispose()
+    except TooDeep:
+        limit = get_limits().max_yaml_depth
+        raise SpecError([_override_problem(item, f"VALUE YAML nested deeper than {limit} levels "
+                                                 "(ROBUSTLAB_MAX_YAML_DEPTH)")]) from None
     except ValueError as exc:
         raise SpecError([_override_problem(item, str(exc))]) from None
     except yaml.YAMLError as exc:
@@ -113,7 +121,7 @@ def parse_override(item: str) -> tuple[str, Any]:
 
 
 def _override_problem(item: str, message: str) -> Problem:
-    return Problem(f"--set {item}", None, "", message)
+    return Problem(f"--set {printable(item)}", None, "", message)
 
 
 
@@ -201,7 +209,7 @@ def _check_cells(
                 problems.append(located.problem(("sweep",), f"cell {cell_index} {params}: "
                                                 f"{dotted(loc) or 'spec'}: {message}"))
         if spec is not None:
-            dumped = spec.model_dump(mode="json")
+            dumped = stable_dump(spec)
             for key, index in indices.items():
                 resolved[key][index] = sweeps.get_path(dumped, key)
     if problems or not base_is_valid:

@@ -17,7 +17,12 @@ guards what (docs/security.md has the threat model):
   server-side cursor with ``fetchmany``, counting bytes again.
 - SQLite: the file opened ``mode=ro`` with ``query_only``, ATTACH disabled, a progress handler
   as the deadline, ``SQLITE_LIMIT_LENGTH`` at the byte cap (no single string or blob can grow
-  past it), and SQLite's process-wide hard heap limit as the memory cap.
+  past it), SQLite's process-wide hard heap limit as the memory cap, and an authorizer
+  (``sqlite3.Connection.set_authorizer``, SQLite's own per-statement check at prepare time)
+  that lets the statement read robustlab's tables and call ``SQLITE_FUNCTIONS`` only: no
+  ``fts3_tokenizer`` (which hands out a pointer SQLite would call), ``load_extension``,
+  ``readfile``-style functions, PRAGMA, ATTACH, virtual tables or ``sqlite_master``; a denial
+  is one line naming what was denied.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ import pandas as pd
 from sqlalchemy.engine import URL
 
 from service.settings import get_settings
+from service.store.models import Base
 from service.store.session import normalise_url
 
 READER_ROLE = "robustlab_reader"
@@ -278,6 +284,69 @@ def _plain(value: Any) -> Any:
 # --------------------------------------------------------------------------- SQLite
 
 
+SQLITE_TABLES = frozenset(Base.metadata.tables) | {"alembic_version"}
+"""What the box may read on SQLite: robustlab's tables (as the reader role on PostgreSQL)."""
+SQLITE_FUNCTIONS = frozenset({
+    "->", "->>", "abs", "acos", "acosh", "asin", "asinh", "atan", "atan2", "atanh", "avg", "ceil",
+    "ceiling", "char", "coalesce", "concat", "concat_ws", "cos", "cosh", "count", "cume_dist",
+    "current_date", "current_time", "current_timestamp", "date", "datetime", "degrees",
+    "dense_rank", "exp", "first_value", "floor", "format", "glob", "group_concat", "hex", "ifnull",
+    "iif", "instr", "json", "json_array", "json_array_length", "json_extract", "json_group_array",
+    "json_group_object", "json_insert", "json_object", "json_patch", "json_quote", "json_remove",
+    "json_replace", "json_set", "json_type", "json_valid", "julianday", "lag", "last_value",
+    "lead", "length", "like", "likelihood", "likely", "ln", "log", "log10", "log2", "lower",
+    "ltrim", "max", "min", "mod", "nth_value", "ntile", "nullif", "octet_length", "percent_rank",
+    "pi", "pow", "power", "printf", "quote", "radians", "random", "randomblob", "rank", "replace",
+    "round", "row_number", "rtrim", "sign", "sin", "sinh", "soundex", "sqrt", "strftime",
+    "string_agg", "substr", "substring", "sum", "tan", "tanh", "time", "timediff", "total", "trim",
+    "trunc", "typeof", "unhex", "unicode", "unixepoch", "unlikely", "upper", "zeroblob"
+})
+"""SQLite's plain functions: pure computations on values (no files, extensions, pointers or
+logs). Anything else, ``fts3_tokenizer``, ``load_extension`` and ``readfile`` included, is
+denied."""
+
+
+def _sqlite_authorizer(denied: list[str]) -> Any:
+    """The authorizer: reads of ``SQLITE_TABLES``, ``SQLITE_FUNCTIONS``, SELECT and recursive
+    CTEs; everything else is denied, the reason kept in ``denied`` for the one-line error."""
+    allowed_actions = {sqlite3.SQLITE_SELECT, getattr(sqlite3, "SQLITE_RECURSIVE", 33)}
+
+    def authorize(action: int, first: str | None, second: str | None, _database: str | None,
+                  _trigger: str | None) -> int:
+        if action in allowed_actions:
+            return sqlite3.SQLITE_OK
+        if action == sqlite3.SQLITE_READ and first in SQLITE_TABLES:
+            return sqlite3.SQLITE_OK
+        if action == sqlite3.SQLITE_FUNCTION and (second or "").lower() in SQLITE_FUNCTIONS:
+            return sqlite3.SQLITE_OK
+        if action == sqlite3.SQLITE_FUNCTION:
+            denied.append(f"the SQL box does not call the function {second!r}: only SQLite's "
+                          "plain functions (no files, extensions, tokenizers or pointers)")
+        elif action == sqlite3.SQLITE_READ:
+            denied.append(f"the SQL box reads robustlab's tables only, not {first!r}")
+        elif action == sqlite3.SQLITE_PRAGMA:
+            denied.append(f"the SQL box runs no PRAGMA ({first!r})")
+        elif action == sqlite3.SQLITE_UPDATE and first == "sqlite_master":  # a vtab's set-up
+            denied.append("the SQL box reads robustlab's tables only, no table-valued function "
+                          "(json_each, pragma_table_info, ...)")
+        elif action in (sqlite3.SQLITE_ATTACH, sqlite3.SQLITE_DETACH):
+            denied.append("ATTACH is denied: no database is attached to the SQL box")
+        else:
+            denied.append("the SQL box runs one read-only SELECT on robustlab's tables: "
+                          f"{_ACTION_NAMES.get(action, str(action))} is denied")
+        return sqlite3.SQLITE_DENY
+
+    return authorize
+
+
+_ACTION_NAMES = {getattr(sqlite3, name): name.removeprefix("SQLITE_").replace("_", " ").lower()
+                 for name in ("SQLITE_INSERT", "SQLITE_UPDATE", "SQLITE_DELETE",
+                              "SQLITE_TRANSACTION", "SQLITE_SAVEPOINT", "SQLITE_CREATE_TABLE",
+                              "SQLITE_DROP_TABLE", "SQLITE_ANALYZE", "SQLITE_ALTER_TABLE",
+                              "SQLITE_REINDEX", "SQLITE_CREATE_VTABLE", "SQLITE_DROP_VTABLE")
+                 if hasattr(sqlite3, name)}
+
+
 def _sqlite_path(url: URL) -> Path:
     database = url.database or ""
     if database in ("", ":memory:") or database.startswith("file:"):
@@ -301,7 +370,14 @@ def _sqlite_select(path: Path, statement: str, limit: int, timeout_s: float,
         # Process-wide, and the pragma can only lower it: every SQLite connection of the
         # dashboard process shares this one cap (their page caches are a few MiB each).
         connection.execute(f"PRAGMA hard_heap_limit = {get_settings().sql_sqlite_heap_bytes}")
-        cursor = connection.execute(statement)
+        denied: list[str] = []
+        connection.set_authorizer(_sqlite_authorizer(denied))
+        try:
+            cursor = connection.execute(statement)
+        except sqlite3.DatabaseError:
+            if denied:
+                raise QueryFailed(denied[0]) from None
+            raise
         columns = [d[0] for d in cursor.description or ()]
         rows: list[Sequence[Any]] = []
         size = 0

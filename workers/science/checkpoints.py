@@ -27,6 +27,7 @@ from torch import nn
 
 from contract.datasets import DatasetInfo, Normalization
 from workers.science.models import build_model
+from workers.science.weights_only import load_weights_only
 
 FORMAT = "robustlab-checkpoint"
 VERSION = 1
@@ -142,11 +143,7 @@ def load_checkpoint(path: Path, map_location: torch.device | str = "cpu") -> dic
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
-    try:
-        with torch.serialization.safe_globals(_SAFE_GLOBALS):
-            payload = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:  # torch raises several types for a damaged file; one clear error
-        raise ValueError(f"{path} is not a readable checkpoint ({type(exc).__name__}: {exc})") from exc
+    payload = load_weights_only(path, map_location, safe_globals=_SAFE_GLOBALS)
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise ValueError(f"{path} is not a robustlab checkpoint (no '{FORMAT}' header)")
     if payload.get("version") != VERSION:

@@ -34,8 +34,10 @@ import numpy as np
 from numpy._core import multiarray as _multiarray
 from numpy._core import numeric as _numeric
 
+from contract.errors import Refusal
 
-class UnsafePickleError(ValueError):
+
+class UnsafePickleError(ValueError, Refusal):
     """A pickle asked for something a CIFAR-10 batch never holds; nothing of it was run."""
 
 

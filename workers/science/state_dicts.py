@@ -8,7 +8,9 @@ tensors and plain containers are unpickled, never code):
 - MadryLab's robustness library: ``{"model": ..., "optimizer": ..., "epoch": ...}`` whose model
   keys are ``module.model.*`` (the network), ``module.normalizer.new_mean/new_std`` (its input
   normalisation) and ``module.attacker.*`` (the same network again, for the attacker);
-- robustlab's own format (``workers.science.checkpoints``), which needs no architecture.
+- robustlab's own format (``workers.science.checkpoints``), which needs no architecture;
+- a ``.safetensors`` file (Hugging Face's format: a JSON header and raw tensor bytes), read with
+  the ``safetensors`` library and no pickle at all; a file so named that is not one is refused.
 
 Prefixes added by wrappers (``module.`` of DataParallel, ``model.``, ``_orig_mod.`` of
 ``torch.compile``) are stripped when every key has them. The state is loaded into the network
@@ -18,53 +20,72 @@ do not fit are one line listing the first missing and unexpected ones.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file as load_safetensors
 from torch import nn
 
 from contract.datasets import DatasetInfo
+from contract.errors import Refusal
 from contract.specs.architecture import ModelConfig
 from workers.science.checkpoints import FORMAT, load_model
 from workers.science.models import NormalizedModel, build_model, inner_network
+from workers.science.weights_only import load_weights_only
 
 COMMON_KEYS = ("state_dict", "model_state_dict", "model", "net")
 """Where training scripts usually put the weights inside a checkpoint dict."""
 PREFIXES = ("module.", "model.", "_orig_mod.")
 ROBUSTNESS_NORMALIZER = ("normalizer.new_mean", "normalizer.new_std")
+SAFETENSORS_SUFFIX = ".safetensors"
+PICKLE_MAGIC = {b"PK\x03\x04": "a torch.save zip archive", b"\x80": "a pickle"}
+"""How a pickle-bearing file starts: torch.save's zip (pickle inside) or a bare pickle."""
 SHOWN_KEYS = 5
 """Keys named in a mismatch message; the rest are counted."""
 
 StateDict = dict[str, torch.Tensor]
 
 
-class WeightsMismatch(ValueError):
+class WeightsMismatch(ValueError, Refusal):
     """Weights that do not fit the architecture; the message is one line naming the keys."""
 
 
 def read_weights_file(path: Path, map_location: torch.device | str = "cpu") -> Any:
-    """``torch.load(path, weights_only=True)`` with one-line errors.
+    """``torch.load(path, weights_only=True)`` with one-line errors (``weights_only.load_weights_only``).
 
     A file that needs more than tensors and containers (say an ``argparse.Namespace`` saved
     beside the weights) is refused, saying which global it wanted and how to re-save it.
     """
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint file not found: {path}")
+    if path.suffix == SAFETENSORS_SUFFIX:
+        return read_safetensors(path, map_location)
+    return load_weights_only(path, map_location)
+
+
+def read_safetensors(path: Path, map_location: torch.device | str = "cpu") -> StateDict:
+    """The tensors of a ``.safetensors`` file; nothing in it is unpickled, whatever it holds.
+
+    A file that is not one (say a ``torch.save`` checkpoint renamed) is one line saying so.
+    """
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:  # torch raises several types for a damaged or unsafe file
-        text = str(exc)
-        wanted = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
-        if wanted:
-            raise ValueError(
-                f"{path} holds a {wanted.group(1)} object, which weights_only=True refuses to "
-                "unpickle: re-save only the weights, e.g. torch.save(ckpt['state_dict'], "
-                "'weights.pt')") from None
-        first = text.strip().splitlines()[0] if text.strip() else ""
-        raise ValueError(f"{path} is not a readable checkpoint ({type(exc).__name__}: {first})") from None
+        return load_safetensors(path, device=str(map_location))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        with path.open("rb") as file:
+            head = file.read(4)
+        kind = next((what for magic, what in PICKLE_MAGIC.items() if head.startswith(magic)), None)
+        if kind is not None:
+            raise ValueError(f"{path} is not a readable safetensors file: it is {kind}, which "
+                             "robustlab does not unpickle under that name; name it .pt to read "
+                             "it with torch.load(weights_only=True), or convert it with "
+                             "safetensors.torch.save_file") from None
+        text = str(exc).strip()
+        first = text.splitlines()[0] if text else ""
+        raise ValueError(f"{path} is not a readable safetensors file "
+                         f"({type(exc).__name__}: {first})") from None
 
 
 def _is_state_dict(value: Any) -> bool:
@@ -193,7 +214,7 @@ def load_foreign(path: Path, model_cfg: ModelConfig, info: DatasetInfo,
         fit_state_dict(model, state, arch=model_cfg.arch, path=path)
     meta: dict[str, Any] = {
         "arch": model_cfg.arch, "model_kwargs": dict(model_cfg.kwargs), "dataset": info.name,
-        "num_classes": info.num_classes, "train_norm": None, "train_eps": 0.0, "train_method": None,
+        "num_classes": info.num_classes, "train_norm": None, "train_eps": None, "train_method": None,
         "epoch": None,
         "format": "foreign", "state_dict_at": where,
     }

@@ -16,14 +16,15 @@ from torch.utils.data import Dataset
 from torchvision.transforms import v2
 
 from contract.datasets import DatasetInfo
+from contract.errors import Refusal
 from workers.science import data_hash
 
 
-class MissingDataError(FileNotFoundError):
+class MissingDataError(FileNotFoundError, Refusal):
     """The dataset's files are not where the spec says; the message is one line with the fix."""
 
 
-class MalformedDataError(ValueError):
+class MalformedDataError(ValueError, Refusal):
     """The files are there but not in the expected layout; the message names what is wrong."""
 
 

@@ -21,6 +21,7 @@ from torchvision import transforms
 
 from contract.datasets import DatasetInfo, Normalization
 from contract.specs.data import DatasetConfig
+from workers.science.datasets import folder_walk
 from workers.science.datasets.common import (
     ImageTensorDataset,
     MalformedDataError,
@@ -28,6 +29,7 @@ from workers.science.datasets.common import (
     crop_augmentation,
     proportional_order,
 )
+from workers.science.datasets.limits import RefusedData, max_classes
 
 TEST_SPLITS = ("test", "val")
 LAYOUT = "image_folder wants root/train/<class>/* and root/test/<class>/* (or val/)"
@@ -47,13 +49,19 @@ def split_dir(root: Path, *, train: bool) -> Path:
 
 
 def class_names(folder: Path) -> list[str]:
-    """Class folder names, sorted as ImageFolder sorts them; at least one, each with images."""
-    classes = sorted(entry.name for entry in folder.iterdir() if entry.is_dir())
+    """Class folder names, sorted as ImageFolder sorts them; at least one, each with images.
+
+    At most ``ROBUSTLAB_MAX_CLASSES``; a FIFO, socket, device or link loop is refused
+    (``folder_walk``).
+    """
+    classes = folder_walk.subfolders(folder)
     if not classes:
         raise MalformedDataError(f"{folder} has no class folders ({LAYOUT})")
+    if len(classes) > (limit := max_classes()):
+        raise RefusedData(f"{folder} has {len(classes)} class folders, more than {limit} "
+                          "(ROBUSTLAB_MAX_CLASSES)")
     for name in classes:
-        if not any(path.is_file() and path.suffix.lower() in EXTENSIONS
-                   for path in (folder / name).rglob("*")):
+        if not folder_walk.has_file(folder / name, EXTENSIONS):
             raise MalformedDataError(f"{folder / name} has no images ({', '.join(EXTENSIONS)})")
     return classes
 
@@ -86,8 +94,7 @@ def _transform(cfg: DatasetConfig, size: tuple[int, ...], *,
 
 
 def _first_image(folder: Path) -> Path:
-    return next(path for path in sorted(folder.rglob("*"))
-                if path.is_file() and path.suffix.lower() in EXTENSIONS)
+    return min(folder_walk.regular_files(folder, EXTENSIONS))
 
 
 def info(cfg: DatasetConfig, root: Path) -> DatasetInfo:
@@ -97,7 +104,7 @@ def info(cfg: DatasetConfig, root: Path) -> DatasetInfo:
     if cfg.image_size is not None:
         height = width = cfg.image_size
     else:
-        with Image.open(_first_image(split_dir(root, train=True))) as image:
+        with folder_walk.open_image(_first_image(split_dir(root, train=True))) as image:
             width, height = image.size
     normalization = None
     if cfg.normalization is not None:
@@ -128,15 +135,27 @@ class LabelledImageFolder(torchvision.datasets.ImageFolder):
         self._classes = classes
         self._binary = len(classes) == 2
         self.input_shape = input_shape
-        super().__init__(str(folder), transform=transform, allow_empty=True)
+        super().__init__(str(folder), transform=transform, allow_empty=True,
+                         loader=folder_walk.open_image)
         order = proportional_order([target for _, target in self.samples])
         self.samples = [self.samples[i] for i in order]
         self.imgs = self.samples
         self.targets = [target for _, target in self.samples]
 
     def find_classes(self, directory: str | Path) -> tuple[list[str], dict[str, int]]:
-        present = {entry.name for entry in Path(directory).iterdir() if entry.is_dir()}
+        present = set(folder_walk.subfolders(Path(directory)))
         return self._classes, {name: i for i, name in enumerate(self._classes) if name in present}
+
+    @staticmethod
+    def make_dataset(directory: str | Path, class_to_idx: dict[str, int],
+                     extensions: tuple[str, ...] | None = None,
+                     is_valid_file: Callable[[str], bool] | None = None,
+                     allow_empty: bool = False) -> list[tuple[str, int]]:
+        """torchvision's listing, through ``folder_walk``: regular files, each folder once."""
+        entered: folder_walk.Entered = {}
+        return [(str(path), class_to_idx[name]) for name in sorted(class_to_idx)
+                for path in folder_walk.regular_files(Path(directory, name),
+                                                      extensions or EXTENSIONS, entered)]
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         image, target = super().__getitem__(index)  # (C, H, W) in [0, 1], class index
@@ -178,7 +197,5 @@ def files(cfg: DatasetConfig, root: Path) -> list[Path]:
     checked_classes(root)
     found: list[Path] = []
     for train in (True, False):
-        folder = split_dir(root, train=train)
-        found += [path for path in folder.rglob("*")
-                  if path.is_file() and path.suffix.lower() in EXTENSIONS]
+        found += folder_walk.regular_files(split_dir(root, train=train), EXTENSIONS)
     return sorted(found)

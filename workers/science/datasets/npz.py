@@ -9,8 +9,10 @@ file can then hold only plain arrays, never code.
 
 from __future__ import annotations
 
-import zipfile
+import os
+import stat as stat_module
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import torch
@@ -18,12 +20,14 @@ from torch.utils.data import Dataset
 
 from contract.datasets import DatasetInfo, Normalization
 from contract.specs.data import DatasetConfig
+from workers.science.datasets import npz_headers
 from workers.science.datasets.common import (
     ImageTensorDataset,
     MalformedDataError,
     MissingDataError,
     crop_augmentation,
 )
+from workers.science.datasets.limits import RefusedData, max_classes
 
 KEYS = ("x_train", "y_train", "x_test", "y_test")
 _ARRAYS: dict[tuple[str, int, int], dict[str, np.ndarray]] = {}
@@ -31,21 +35,23 @@ _ARRAYS: dict[tuple[str, int, int], dict[str, np.ndarray]] = {}
 
 
 def read_arrays(path: Path) -> dict[str, np.ndarray]:
-    """The four arrays (and ``classes`` if present), checked; one-line errors naming the file."""
+    """The four arrays (and ``classes`` if present), checked; one-line errors naming the file.
+
+    Nothing is loaded before every array's header has been checked against the others and
+    against ``ROBUSTLAB_MAX_DATASET_BYTES`` (``npz_headers``); only a regular file is opened
+    (non-blocking, so a FIFO named like the file cannot hang the run), and only the arrays a
+    dataset uses are read, with ``allow_pickle=False``.
+    """
     if not path.is_file():
+        if path.exists() and not path.is_dir():
+            raise RefusedData(f"{path} is not a regular file: an npz dataset is a file "
+                              "(refused without reading it)")
         raise MissingDataError(f"npz file not found: {path} (dataset.root names the .npz file)")
     stat = path.stat()
     key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
     if key not in _ARRAYS:
-        try:
-            with np.load(path, allow_pickle=False) as archive:
-                arrays = {name: archive[name] for name in archive.files}
-        except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
-            raise MalformedDataError(f"{path} is not a readable .npz file ({exc})") from None
-        absent = [name for name in KEYS if name not in arrays]
-        if absent:
-            raise MalformedDataError(f"{path} lacks {', '.join(absent)} (an npz dataset needs "
-                                     f"{', '.join(KEYS)}; it has {', '.join(arrays) or 'nothing'})")
+        with _open_regular(path) as handle:
+            arrays = _checked_load(path, handle)
         for split in ("train", "test"):
             arrays[f"x_{split}"] = _images(path, f"x_{split}", arrays[f"x_{split}"])
             arrays[f"y_{split}"] = _labels(path, f"y_{split}", arrays[f"y_{split}"],
@@ -53,8 +59,54 @@ def read_arrays(path: Path) -> dict[str, np.ndarray]:
         if arrays["x_train"].shape[1:] != arrays["x_test"].shape[1:]:
             raise MalformedDataError(f"{path}: x_train images are {arrays['x_train'].shape[1:]} "
                                      f"but x_test images are {arrays['x_test'].shape[1:]}")
+        _check_label_values(path, arrays)
         _ARRAYS[key] = arrays
     return _ARRAYS[key]
+
+
+def _open_regular(path: Path) -> BinaryIO:
+    """``path`` opened for reading if it is a regular file (checked on the open descriptor)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0))
+    except OSError as exc:
+        raise MalformedDataError(f"{path} is not a readable .npz file ({exc.strerror})") from None
+    if not stat_module.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise RefusedData(f"{path} is not a regular file: an npz dataset is a file "
+                          "(refused without reading it)")
+    return os.fdopen(fd, "rb")
+
+
+def _checked_load(path: Path, handle: BinaryIO) -> dict[str, np.ndarray]:
+    """Headers first (``npz_headers.check_headers``), then the arrays a dataset uses."""
+    with npz_headers.open_archive(path, handle) as archive:
+        names = npz_headers.array_names(archive)
+        absent = [name for name in KEYS if name not in names]
+        if absent:
+            raise MalformedDataError(f"{path} lacks {', '.join(absent)} (an npz dataset needs "
+                                     f"{', '.join(KEYS)}; it has {', '.join(names) or 'nothing'})")
+        wanted = [*KEYS, *(["classes"] if "classes" in names else [])]
+        headers = {name: npz_headers.read_header(path, archive, name) for name in wanted}
+    npz_headers.check_headers(path, headers)
+    handle.seek(0)
+    try:
+        with np.load(handle, allow_pickle=False) as archive:
+            return {name: archive[name] for name in wanted}
+    except npz_headers.ZIP_ERRORS as exc:  # a member damaged past its header
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise MalformedDataError(f"{path} is not a readable .npz file ({first})") from None
+
+
+def _check_label_values(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """Labels 0..K-1 (or -1/+1) with K at most ``ROBUSTLAB_MAX_CLASSES``, before any model."""
+    limit = max_classes()
+    for name in ("y_train", "y_test"):
+        labels = arrays[name]
+        if labels.size and int(labels.max()) >= limit:
+            raise RefusedData(f"{path}: {name} has label {int(labels.max())}, but labels are "
+                              f"0..K-1 with at most {limit} classes (ROBUSTLAB_MAX_CLASSES)")
+    if not (arrays["y_train"].size or arrays["y_test"].size):
+        raise MalformedDataError(f"{path}: y_train and y_test hold no labels")
 
 
 def _images(path: Path, name: str, x: np.ndarray) -> np.ndarray:
@@ -70,6 +122,9 @@ def _images(path: Path, name: str, x: np.ndarray) -> np.ndarray:
         return np.ascontiguousarray(x)
     if not np.issubdtype(x.dtype, np.floating):
         raise MalformedDataError(f"{path}: {name} is {x.dtype}; images are uint8 or floats in [0, 1]")
+    if x.size and not np.isfinite(x).all():
+        raise MalformedDataError(f"{path}: {name} holds NaN or infinite values; float images "
+                                 "must lie in [0, 1]")
     if x.size and (float(x.min()) < 0 or float(x.max()) > 1):
         raise MalformedDataError(f"{path}: {name} has values in [{x.min():.4g}, {x.max():.4g}]; "
                                  "float images must lie in [0, 1] (or store uint8)")

@@ -38,13 +38,13 @@ from workers.science.models.networks import (
     PreActResidualUnit,
     resnet50,
 )
-from workers.science.models.sources import ModelBuildError, build_network, builder
+from workers.science.models.sources import RAW_INPUTS, ModelBuildError, build_network, builder
 
 __all__ = [
     "CIFAR_RESNET_STRIDES", "CIFAR_RESNET_UNITS", "CIFAR_RESNET_WIDTHS", "LEAKINESS", "MODELS",
     "CifarResNet", "InputShape", "LinearClassifier", "MnistCNN", "ModelBuildError", "Normalize",
-    "NormalizedModel", "PreActResidualUnit", "build_model", "home_dataset", "inner_network",
-    "output_size", "resnet50",
+    "NormalizedModel", "PreActResidualUnit", "RAW_INPUTS", "build_model", "home_dataset",
+    "inner_network", "output_size", "resnet50",
 ]
 
 Builder = Callable[[int, InputShape], nn.Module]
@@ -110,7 +110,8 @@ def build_model(arch: str, num_classes: int, *, dataset: str | DatasetInfo | Non
 
     Returns:
         A module mapping ``(B, C, H, W)`` images in [0, 1] to ``(B, K)`` logits; a
-        ``NormalizedModel`` when the dataset has a normalisation, else the bare network.
+        ``NormalizedModel`` when the dataset has a normalisation, else the bare network (also
+        when the builder marked it ``RAW_INPUTS``: ``dm_wide_resnet``, ``normalization: none``).
 
     Raises:
         ModelBuildError: one line saying why (unknown arch, kwargs refused, timm missing).
@@ -125,6 +126,6 @@ def build_model(arch: str, num_classes: int, *, dataset: str | DatasetInfo | Non
         dataset = home_dataset(arch)
     info = DATASETS[dataset] if isinstance(dataset, str) else dataset
     net = build_network(arch, output_size(num_classes), info.input_shape, kwargs)
-    if info.normalization is None:
-        return net
+    if info.normalization is None or getattr(net, RAW_INPUTS, False):
+        return net  # no normalisation, or the network takes [0, 1] images itself (sources.py)
     return NormalizedModel(Normalize(info.normalization), net)

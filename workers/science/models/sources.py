@@ -1,10 +1,11 @@
 """Where a network comes from: a built-in, a plugin's entry point, torchvision or timm.
 
 Every source is a builder ``(num_outputs, input_shape, **kwargs) -> nn.Module`` on normalised
-inputs. Only names the catalog resolves are ever imported: a built-in's ``module:attribute``
-written in ``contract.catalog.MODELS``, an installed distribution's entry point in the
-group ``robustlab.models``, or a model registered with torchvision or timm. A dotted path
-written in a spec is never imported.
+inputs (or on [0, 1] images, when it marks the network with ``RAW_INPUTS``). Only names the
+catalog resolves are ever imported: a built-in's ``module:attribute`` written in
+``contract.catalog.MODELS``, an installed distribution's entry point in the group
+``robustlab.models``, or a model registered with torchvision or timm. A dotted path written in
+a spec is never imported.
 """
 
 from __future__ import annotations
@@ -19,13 +20,21 @@ import torchvision
 from torch import nn
 
 from contract import catalog
+from contract.errors import Refusal
+from workers.science.models import pretrained
 
 InputShape = tuple[int, int, int]
 Builder = Callable[..., nn.Module]
 """(number of outputs, input shape, **kwargs) -> network on normalised inputs."""
 
 
-class ModelBuildError(ValueError):
+RAW_INPUTS = "takes_raw_inputs"
+"""A builder sets this attribute true on a network that takes [0, 1] images as they are: one
+that normalises inside itself (``dm_wide_resnet``) or was built with ``normalization: none``.
+``build_model`` then puts no dataset normalisation in front of it."""
+
+
+class ModelBuildError(ValueError, Refusal):
     """A model that cannot be built as asked; the message is one line saying why."""
 
 
@@ -56,6 +65,11 @@ def _torchvision(name: str) -> Builder:
         if input_shape[0] != 3:
             raise ModelBuildError(f"torchvision:{name} takes RGB images; the data has "
                                   f"{input_shape[0]} channel(s) (image_folder: channels: 3)")
+        if kwargs.get("weights") is not None:  # robustlab's own loader: hash checked, no pickle
+            try:
+                return pretrained.build(name, kwargs.pop("weights"), kwargs)
+            except pretrained.PretrainedWeightsError as exc:
+                raise ModelBuildError(str(exc)) from None
         return torchvision.models.get_model(name, **kwargs)
     return build
 
