@@ -51,8 +51,10 @@ class EvaluationRecord:
                               doc="the split evaluated: test or train")
     train_norm: str | None = result_field(type="str", length=8, default=None,
                                           doc="the training adversary's norm")
-    train_eps: float = result_field(type="float", default=0.0,
-                                    doc="the training radius; 0 is standard training")
+    train_eps: float | None = result_field(
+        type="float", default=0.0,
+        doc="the training radius; 0 is standard training; null when unknown (a checkpoint "
+        "trained elsewhere, unless source.trained_with declares it)")
     train_method: str | None = result_field(
         type="str", length=16, default=None,
         doc="the training adversary's method (adversary.method); null where the model is not "

@@ -76,8 +76,16 @@ def _interval_cell(row: dict[str, Any]) -> str:
     return f"[{100 * low:.2f}, {100 * high:.2f}]"
 
 
+TRAINING_COLUMNS = ("train_norm", "train_eps", "train_method")
+"""Unknown for a checkpoint trained elsewhere (``train_eps`` null): shown as '?'."""
+
+
 def _row_cell(row: dict[str, Any], column: str) -> str:
-    return _interval_cell(row) if column == CI_COLUMN else _cell(row.get(column), column)
+    if column == CI_COLUMN:
+        return _interval_cell(row)
+    if column in TRAINING_COLUMNS and "train_eps" in row and row["train_eps"] is None:
+        return "?"
+    return _cell(row.get(column), column)
 
 
 def _with_interval(columns: list[str], rows: Sequence[dict[str, Any]]) -> list[str]:
@@ -89,8 +97,10 @@ def _with_interval(columns: list[str], rows: Sequence[dict[str, Any]]) -> list[s
 
 
 def _table_columns(rows: Sequence[dict[str, Any]]) -> list[str]:
+    """The table's columns less those empty in every row ('?', unknown training, is shown)."""
     return _with_interval(
-        [c for c in TABLE_COLUMNS if any(row.get(c) not in (None, "") for row in rows)], rows)
+        [c for c in TABLE_COLUMNS if any(_row_cell(row, c) not in ("-", "") for row in rows)],
+        rows)
 
 
 def to_table(rows: Sequence[dict[str, Any]], title: str | None = None) -> Table:

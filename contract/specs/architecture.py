@@ -8,7 +8,8 @@ from pydantic import AfterValidator, Field, model_validator
 
 from contract import catalog
 from contract.specs.scalars import RunIdText
-from contract.specs.values import Strict
+from contract.specs.training import TrainingMethodName
+from contract.specs.values import ADDED_LATER, Eps, NormName, Strict
 
 
 def _known_arch(value: str) -> str:
@@ -42,6 +43,15 @@ class ModelConfig(Strict):
     )
 
 
+class TrainedWith(Strict):
+    """How a checkpoint trained elsewhere was trained, as its user declares it."""
+
+    norm: NormName | None = Field(None, description="The training adversary's norm.")
+    eps: Eps | None = Field(None, description="The training radius; 0 is standard training.")
+    method: TrainingMethodName | None = Field(
+        None, description="The training method (pgd, trades, fgsm_rs, or a plugin's).")
+
+
 class CheckpointSource(Strict):
     """Exactly one of a checkpoint file or the id of a run that trained one.
 
@@ -56,6 +66,11 @@ class CheckpointSource(Strict):
         None, description="With checkpoint: the architecture of a foreign state_dict "
         "(arch, kwargs); robustlab's own checkpoints need none."
     )
+    trained_with: Annotated[TrainedWith | None, ADDED_LATER] = Field(
+        None, description="With checkpoint: how a checkpoint trained elsewhere was trained "
+        "(norm, eps, method), recorded as declared; without it, its result rows say unknown "
+        "(null). robustlab's own checkpoints say it themselves."
+    )
 
     @model_validator(mode="after")
     def _exactly_one(self) -> CheckpointSource:
@@ -63,4 +78,7 @@ class CheckpointSource(Strict):
             raise ValueError("give exactly one of 'checkpoint' or 'run'")
         if self.model is not None and self.checkpoint is None:
             raise ValueError("model goes with checkpoint (a run's checkpoint says its model)")
+        if self.trained_with is not None and self.checkpoint is None:
+            raise ValueError("trained_with goes with checkpoint (a run's checkpoint says how "
+                             "it was trained)")
         return self

@@ -40,6 +40,13 @@ def _unset_later_fields(model: BaseModel) -> dict[Any, Any]:
     return exclude
 
 
+def stable_dump(model: BaseModel) -> dict[str, Any]:
+    """``model_dump(mode="json")`` without the ``ADDED_LATER`` fields at their defaults: how a
+    spec's values are written wherever they become part of its identity (a sweep's
+    normalised values too)."""
+    return model.model_dump(mode="json", exclude=_unset_later_fields(model))
+
+
 def canonical_json(spec: BaseModel) -> str:
     """The spec's validated values as compact JSON with sorted keys (``description`` and the
     ``ADDED_LATER`` fields at their defaults left out)."""

@@ -37,7 +37,8 @@ class EvaluatedModel:
     train_method: str | None
     """As Figure 1 names it: ``trades β=B`` for TRADES when the source run is known."""
     train_norm: str | None
-    train_eps: float
+    train_eps: float | None
+    """None when unknown: a checkpoint trained elsewhere, not declared (``trained_with``)."""
     n: int
     clean: float | None
     attacks: dict[AttackKey, float] = field(default_factory=dict)
@@ -71,7 +72,8 @@ def evaluated_models(rows: Iterable[Row], runs: Iterable[RunFacts],
             run.id, run.experiment, source, origin.experiment if origin else None,
             str(first["dataset"]), str(first["model"]),
             method_label(method, origin) if origin else method, first["train_norm"],
-            float(first["train_eps"]), int(first["n"]), clean, attacks))
+            None if first["train_eps"] is None else float(first["train_eps"]), int(first["n"]),
+            clean, attacks))
     return sorted(found, key=_order)
 
 
@@ -114,4 +116,4 @@ def _attack_rank(attack: str) -> int:
 def _order(model: EvaluatedModel) -> tuple[object, ...]:
     return (dataset_rank(model.dataset), model.dataset, model.source_experiment or "",
             norm_rank(model.train_norm) if model.train_eps else -1, model.train_method or "",
-            model.train_eps, model.run_id)
+            -1.0 if model.train_eps is None else model.train_eps, model.run_id)

@@ -133,7 +133,8 @@ class EvaluationResult:
         }
 
     def to_records(
-        self, model_name: str, dataset: str, split: str, train_norm: str | None, train_eps: float
+        self, model_name: str, dataset: str, split: str, train_norm: str | None,
+        train_eps: float | None,
     ) -> list[EvaluationRecord]:
         """One record for clean accuracy, one per attack (and AutoAttack component), one worst
         case per (norm, eps) ball."""

@@ -16,7 +16,7 @@ from typing import Any, cast
 
 from torch.utils.data import Dataset, Subset
 
-from contract.specs.architecture import CheckpointSource
+from contract.specs.architecture import CheckpointSource, TrainedWith
 from contract.specs.data import DatasetConfig
 from contract.specs.kinds import EvaluateSpec
 from workers.science.context import RunContext
@@ -35,6 +35,8 @@ def run(spec: EvaluateSpec, ctx: RunContext) -> None:
     ctx.reporter.provenance(
         checkpoint=str(path), checkpoint_epoch=meta.get("epoch"), checkpoint_arch=meta["arch"],
         checkpoint_dataset=meta["dataset"], checkpoint_format=meta["format"],
+        **({"trained_with_declared": spec.source.trained_with.model_dump(mode="json")}
+           if spec.source.trained_with is not None else {}),
         **data_provenance(dataset, ctx.data_dir, evaluated_examples=len(cast(Sized, data))),
     )
     result = evaluate(
@@ -43,10 +45,21 @@ def run(spec: EvaluateSpec, ctx: RunContext) -> None:
         should_stop=ctx.reporter.should_stop, seed=spec.seed, world=ctx.world,
         on_batch=lambda done, total: ctx.reporter.progress(done, total, "evaluation"),
     )
-    for record in result.to_records(meta["arch"], dataset.name, spec.evaluation.split,
-                                    meta["train_norm"], float(meta["train_eps"])):
-        # older checkpoints name no method: they were trained by PGD (or standard) training
-        ctx.reporter.evaluation(replace(record, train_method=meta.get("train_method", "pgd")))
+    norm, eps, method = training_of(meta, spec.source.trained_with)
+    for record in result.to_records(meta["arch"], dataset.name, spec.evaluation.split, norm, eps):
+        ctx.reporter.evaluation(replace(record, train_method=method))
+
+
+def training_of(meta: dict[str, Any], declared: TrainedWith | None
+                ) -> tuple[str | None, float | None, str | None]:
+    """(train_norm, train_eps, train_method) of a checkpoint: robustlab's own say it (older
+    ones name no method: they were trained by PGD or standard training); one trained
+    elsewhere is unknown (None) unless ``source.trained_with`` declares it."""
+    if meta["format"] == "foreign":
+        if declared is None:
+            return None, None, None
+        return declared.norm, declared.eps, declared.method
+    return meta["train_norm"], float(meta["train_eps"]), meta.get("train_method") or "pgd"
 
 
 def checkpoint_dataset(meta: dict[str, Any]) -> DatasetConfig:

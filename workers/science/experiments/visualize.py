@@ -120,7 +120,13 @@ class Model:
     def identity(self) -> dict[str, Any]:
         """What tells this model apart in artifact metadata and metric tags."""
         return {"model": self.label, "arch": self.meta["arch"],
-                "train_norm": self.meta["train_norm"], "train_eps": float(self.meta["train_eps"])}
+                "train_norm": self.meta["train_norm"], "train_eps": self.train_eps}
+
+    @property
+    def train_eps(self) -> float | None:
+        """The training radius, None when unknown (a checkpoint trained elsewhere)."""
+        eps = self.meta["train_eps"]
+        return None if eps is None else float(eps)
 
     def provenance(self) -> dict[str, Any]:
         return {"checkpoint": str(self.checkpoint), "epoch": self.meta.get("epoch"),
@@ -246,7 +252,7 @@ def _report_clean_accuracy(model: Model, images: Images, spec: VisualizeSpec,
     ctx.reporter.evaluation(EvaluationRecord(
         model=model.meta["arch"], dataset=spec.dataset.name, accuracy=hits / len(images.y),
         n=len(images.y), split=spec.split, train_norm=model.meta["train_norm"],
-        train_eps=float(model.meta["train_eps"]), variant=model.label,
+        train_eps=model.train_eps, variant=model.label,
     ))
 
 
