@@ -2,20 +2,25 @@
 the same numbers with matplotlib), and the few page-only tables they need.
 
 - Figure 1, one chart per image dataset and training norm: standard accuracy (solid) and each
-  attack's accuracy (dashed) against ε_train; colour is the curve (norm · experiment · method
-  · model), dash the measure.
+  attack's accuracy against ε_train; colour is the line (curve · measure), dash and marker
+  shape the measure, so two measures that coincide (PGD and a worst case over PGD alone)
+  still show both lines. A curve with one ε_train is a dot with a note beside it.
 - Theorem 2.1, its own chart: theory points only, with the clipped bound for their p.
 - Adversarial against standard accuracy of the trained image models (no bound: the theorem is
   about the theory's distribution).
 - Figure 2(c): accuracy against the k most label-correlated pixels.
 - Training curves of runs: metrics logged at several steps; overlaid for the Compare page
   (``service.analysis.compare``).
+
+Every chart is drawn as SVG (``SVG``: vega-embed's renderer, read by Streamlit from
+``usermeta``), has axis titles with units, and puts its legends under the plot, so nothing
+is clipped at 1366 px; scatter markers are hollow, so coinciding points stay visible.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import altair as alt
 import pandas as pd
@@ -32,12 +37,38 @@ from service.analysis.scale import dataset_title, is_npm_subset
 from service.analysis.table4 import topk_frame, topk_points
 from service.analysis.theory import bound_curve, theory_pairs, theory_runs
 
+ChartT = TypeVar("ChartT", alt.Chart, alt.LayerChart, alt.FacetChart)
+
 STANDARD = "standard accuracy"
 """The measure of Figure 1's solid lines."""
 PAIR_KEYS = ["run_id", "experiment", "kind", "model", "dataset", "split", "train_norm",
              "train_eps", "variant"]
 """What a standard and an adversarial accuracy share when they describe one model."""
 BOUND_APPLIES, BOUND_OUTSIDE = "bound applies (l∞ ε ≥ 2η)", "ε < 2η (bound silent)"
+ACCURACY_TITLE = "test accuracy (%)"
+SVG = {"embedOptions": {"renderer": "svg"}}
+"""``usermeta`` of every chart: vega-embed draws SVG (measurable elements), not a canvas."""
+DASHES = ([1, 0], [6, 4], [2, 3], [10, 3, 2, 3], [4, 2, 1, 2], [12, 4])
+"""Figure 1's dash per measure: standard accuracy solid, then one pattern per attack."""
+SHAPES = ("circle", "triangle-up", "square", "diamond", "cross", "triangle-down")
+"""Figure 1's marker per measure, in the same order as ``DASHES``."""
+ONE_POINT_NOTE = "one training ε: sweep adversary.eps for a curve"
+LEGEND_LIMIT = 380
+"""Pixels of a legend label (longer ones end in "…"; the tooltip has them whole)."""
+
+
+def finish(chart: ChartT) -> ChartT:
+    """The shared look: SVG, legends under the plot (inside the page at 1366 px). The width
+    fits the page and the height grows with the legend (``fit-x``: with Streamlit's ``fit``
+    a legend below would squeeze the plot); facets keep their own size."""
+    if not isinstance(chart, alt.FacetChart):
+        chart = chart.properties(autosize=alt.AutoSizeParams(type="fit-x", contains="padding"))
+    # Vega's bounds of a rotated y title fall short of its glyphs by a few pixels: pad left.
+    padding = {"left": 10, "top": 5, "right": 5, "bottom": 5}
+    return chart.properties(usermeta=SVG, padding=padding).configure_legend(
+        orient="bottom", direction="vertical", columns=1,
+        labelLimit=LEGEND_LIMIT, titleLimit=LEGEND_LIMIT, symbolStrokeWidth=2, symbolSize=120,
+    )
 
 
 def _records(frame: pd.DataFrame) -> list[Row]:
@@ -86,33 +117,94 @@ def figure1_panels(data: pd.DataFrame) -> list[tuple[str, str]]:
     return sorted(keys, key=lambda k: (dataset_rank(k[0]), k[0], norm_rank(k[1]), k[1]))
 
 
+def measure_styles(measures: Iterable[str]) -> tuple[list[str], list[list[int]], list[str]]:
+    """Figure 1's measures in legend order (standard accuracy first) with a dash pattern and a
+    marker shape each: every measure looks different, so coinciding lines stay visible."""
+    attacks = sorted(set(measures) - {STANDARD})
+    order = [STANDARD, *attacks]
+    # attacks cycle through the patterns after the first: none is drawn solid like standard
+    dashes = [DASHES[1 + (i - 1) % (len(DASHES) - 1)] if i else DASHES[0]
+              for i in range(len(order))]
+    shapes = [SHAPES[1 + (i - 1) % (len(SHAPES) - 1)] if i else SHAPES[0]
+              for i in range(len(order))]
+    return order, dashes, shapes
+
+
+def one_point_curves(data: pd.DataFrame) -> list[tuple[str, float]]:
+    """(curve, ε_train) of each curve with points at one ε_train only: a dot, not a line."""
+    if data.empty:
+        return []
+    radii = data.groupby("curve")["train_eps"].agg(["nunique", "first"])
+    return [(str(curve), float(row["first"])) for curve, row in radii.iterrows()
+            if row["nunique"] == 1]
+
+
+def one_point_notes(data: pd.DataFrame) -> pd.DataFrame:
+    """A text mark per one-point curve, beside its highest point, towards the plot's middle."""
+    lone = dict(one_point_curves(data))
+    rows = []
+    middle = (data["train_eps"].min() + data["train_eps"].max()) / 2 if len(data) else 0.0
+    for curve, eps in lone.items():
+        mine = data[data["curve"] == curve]
+        top = float(mine["accuracy"].max())
+        rows.append({"train_eps": eps, "accuracy": top,
+                     "note": f"{mine['experiment'].iloc[0]}: {ONE_POINT_NOTE}",
+                     "side": "right" if eps > middle else "left",
+                     "below": top > 0.85})
+    return pd.DataFrame(rows, columns=["train_eps", "accuracy", "note", "side", "below"])
+
+
+def epsilon_title(norm: str) -> str:
+    radius = {"linf": "l∞", "l2": "l2"}.get(norm)
+    return f"ε_train ({radius} radius, pixels in [0, 1])" if radius else \
+        "ε_train (pixels in [0, 1])"
+
+
 def figure1_chart(data: pd.DataFrame, title: str) -> alt.LayerChart:
-    """One dataset's and norm's Figure 1. Each line (curve · measure) has its own colour in
-    the legend, standard accuracy solid and attacks dashed (the dash repeats what the legend
-    says, so it needs no legend of its own: Streamlit's theme draws dash legends as empty or
-    black symbols); the bars are ± std over repeats."""
-    data = data.assign(line=data["curve"] + " · " + data["measure"],
-                       attacked=data["measure"] != STANDARD)
-    lines = alt.Chart(data).mark_line(point=True).encode(
-        x=alt.X("train_eps:Q", title="ε_train"),
-        y=alt.Y("accuracy:Q", title="test accuracy", axis=alt.Axis(format="%"),
-                scale=alt.Scale(domain=[0, 1])),
-        color=alt.Color("line:N", title="curve (norm · experiment · model) · measure",
-                        legend=alt.Legend(labelLimit=360, titleLimit=360)),
-        strokeDash=alt.StrokeDash("attacked:N", legend=None,
-                                  scale=alt.Scale(domain=[False, True],
-                                                  range=[[1, 0], [6, 4]])),
-        tooltip=["experiment", "model", "train_norm", "train_method", "measure",
-                 alt.Tooltip("train_eps:Q", format=".4g"),
-                 alt.Tooltip("accuracy:Q", format=".2%"),
-                 alt.Tooltip("accuracy_std:Q", format=".2%", title="std over seeds"),
-                 "seeds", "n"],
+    """One dataset's and norm's Figure 1. Each line (curve · measure) has its own colour in the
+    legend; the measure also sets the dash (standard accuracy solid) and the hollow marker,
+    with a legend of its own, so PGD under a worst case over PGD alone still shows. The bars
+    are ± std over repeats; a one-point curve carries ``ONE_POINT_NOTE``."""
+    data = data.assign(line=data["curve"] + " · " + data["measure"])
+    order, dashes, shapes = measure_styles(data["measure"])
+    norms = sorted(set(data["train_norm"]))
+    x = alt.X("train_eps:Q", title=epsilon_title(norms[0] if len(norms) == 1 else ""))
+    y = alt.Y("accuracy:Q", title=ACCURACY_TITLE, axis=alt.Axis(format="%"),
+              scale=alt.Scale(domain=[0, 1]))
+    color = alt.Color("line:N", title="line: curve (norm · experiment · model) · measure")
+    measure_title = "measure (dash and marker)"
+    tooltip = ["experiment", "model", "train_norm", "train_method", "measure",
+               alt.Tooltip("train_eps:Q", format=".4g"),
+               alt.Tooltip("accuracy:Q", format=".2%"),
+               alt.Tooltip("accuracy_std:Q", format=".2%", title="std over seeds"),
+               "seeds", "n"]
+    lines = alt.Chart(data).mark_line(strokeWidth=2).encode(
+        x=x, y=y, color=color, tooltip=tooltip,
+        strokeDash=alt.StrokeDash("measure:N", title=measure_title, sort=order,
+                                  scale=alt.Scale(domain=order, range=dashes)),
+    )
+    points = alt.Chart(data).mark_point(filled=False, size=70, strokeWidth=1.8).encode(
+        x=x, y=y, color=color, tooltip=tooltip,
+        shape=alt.Shape("measure:N", title=measure_title, sort=order,
+                        scale=alt.Scale(domain=order, range=shapes)),
     )
     spread = data.assign(low=data["accuracy"] - data["accuracy_std"].fillna(0),
                          high=data["accuracy"] + data["accuracy_std"].fillna(0))
     bars = alt.Chart(spread[spread["accuracy_std"].notna()]).mark_errorbar().encode(
-        x="train_eps:Q", y=alt.Y("low:Q", title=""), y2="high:Q", color="line:N")
-    return alt.LayerChart(layer=[lines, bars], title=title).properties(width=420, height=300)
+        x="train_eps:Q", y=alt.Y("low:Q", title=ACCURACY_TITLE), y2="high:Q",
+        color=color)
+    layers: list[alt.Chart] = [lines, points, bars]
+    notes = one_point_notes(data)
+    for side in ("left", "right"):
+        for below in (False, True):
+            mine = notes[(notes["side"] == side) & (notes["below"] == below)]
+            if len(mine):
+                layers.append(alt.Chart(mine).mark_text(
+                    align=side, dx=8 if side == "left" else -8, dy=14 if below else -12,
+                    fontStyle="italic", color="#555",
+                ).encode(x="train_eps:Q", y="accuracy:Q", text="note:N"))
+    chart = alt.LayerChart(layer=layers, title=title).properties(height=300)
+    return finish(chart)
 
 
 # --------------------------------------------------------------------------- Theorem 2.1
@@ -137,9 +229,10 @@ def bound_data(ps: Iterable[float]) -> pd.DataFrame:
 
 def theory_chart(pairs: pd.DataFrame, bounds: pd.DataFrame) -> alt.LayerChart:
     accuracy = alt.Scale(domain=[0, 1])
-    points = alt.Chart(pairs).mark_point(filled=True, size=80).encode(
-        x=alt.X("standard:Q", title="standard accuracy", scale=accuracy, axis=alt.Axis(format="%")),
-        y=alt.Y("accuracy:Q", title="adversarial accuracy", scale=accuracy,
+    points = alt.Chart(pairs).mark_point(filled=False, size=80, strokeWidth=2).encode(
+        x=alt.X("standard:Q", title="standard accuracy (%)", scale=accuracy,
+                axis=alt.Axis(format="%")),
+        y=alt.Y("accuracy:Q", title="adversarial accuracy (%)", scale=accuracy,
                 axis=alt.Axis(format="%")),
         color=alt.Color("model:N", title="model"),
         shape=alt.Shape("theorem_2_1:N", title="Theorem 2.1",
@@ -153,8 +246,8 @@ def theory_chart(pairs: pd.DataFrame, bounds: pd.DataFrame) -> alt.LayerChart:
     )
     lines = alt.Chart(bounds).mark_line(strokeDash=[6, 4], color="black").encode(
         x="standard:Q", y="accuracy:Q", detail="bound:N", tooltip=["bound"])
-    return alt.LayerChart(layer=[lines, points] if len(bounds) else [points]).properties(
-        height=380)
+    return finish(alt.LayerChart(layer=[lines, points] if len(bounds) else [points]).properties(
+        height=380))
 
 
 # --------------------------------------------------------------------------- image models
@@ -175,11 +268,13 @@ def adversarial_pairs(evaluations: pd.DataFrame) -> pd.DataFrame:
 
 
 def tradeoff_chart(pairs: pd.DataFrame) -> alt.Chart:
+    """Hollow markers, a shape per attack: a worst case equal to PGD is drawn on PGD's point
+    and both stay visible."""
     accuracy = alt.Scale(domain=[0, 1])
-    return alt.Chart(pairs).mark_point(filled=True, size=70).encode(
-        x=alt.X("std_accuracy:Q", title="standard accuracy", scale=accuracy,
+    chart = alt.Chart(pairs).mark_point(filled=False, size=80, strokeWidth=2).encode(
+        x=alt.X("std_accuracy:Q", title="standard accuracy (%), clean test set", scale=accuracy,
                 axis=alt.Axis(format="%")),
-        y=alt.Y("adv_accuracy:Q", title="adversarial accuracy", scale=accuracy,
+        y=alt.Y("adv_accuracy:Q", title="adversarial accuracy (%)", scale=accuracy,
                 axis=alt.Axis(format="%")),
         color=alt.Color("dataset:N", title="dataset"),
         shape=alt.Shape("attack:N", title="attack"),
@@ -189,6 +284,7 @@ def tradeoff_chart(pairs: pd.DataFrame) -> alt.Chart:
                  alt.Tooltip("std_accuracy:Q", format=".2%"),
                  alt.Tooltip("adv_accuracy:Q", format=".2%")],
     ).properties(height=380)
+    return finish(chart)
 
 
 # --------------------------------------------------------------------------- Figure 2(c)
@@ -200,12 +296,15 @@ def topk_data(evaluations: pd.DataFrame, runs: Sequence[RunFacts]) -> pd.DataFra
 
 
 def topk_chart(data: pd.DataFrame) -> alt.Chart:
-    return alt.Chart(data).mark_line(point=True).encode(
-        x=alt.X("k:Q", title="k (most label-correlated pixels kept)", scale=alt.Scale(type="log")),
-        y=alt.Y("accuracy:Q", title="test accuracy", axis=alt.Axis(format="%")),
+    chart = alt.Chart(data).mark_line(point=True).encode(
+        x=alt.X("k:Q", title="k: most label-correlated pixels kept (count, log scale)",
+                scale=alt.Scale(type="log")),
+        y=alt.Y("accuracy:Q", title=ACCURACY_TITLE, axis=alt.Axis(format="%")),
         color=alt.Color("series:N", title="accuracy"),
+        strokeDash=alt.StrokeDash("series:N", title="accuracy"),
         tooltip=["k", "series", alt.Tooltip("accuracy:Q", format=".2%"), "n", "run_id"],
     ).properties(height=320)
+    return finish(chart)
 
 
 # --------------------------------------------------------------------------- training curves
@@ -228,19 +327,29 @@ def curve_data(metrics: pd.DataFrame) -> pd.DataFrame:
     return curves.assign(series=series).reset_index(drop=True)
 
 
+CURVE_PANEL_WIDTH = 330
+"""Two panels a row fit beside their axes in the 906 px a page has at 1366x768."""
+
+
 def curves_chart(data: pd.DataFrame) -> alt.FacetChart:
-    """One panel per metric (its own y scale), one line per run and tags."""
-    return (
+    """One panel per metric (its own y scale, the metric named above it), one line per run
+    and tags (colour and dash); two panels a row and the legend below, inside the page at
+    1366 px."""
+    chart = (
         alt.Chart(data).mark_line(point=True).encode(
-            x=alt.X("step:Q", title="epoch", axis=alt.Axis(tickMinStep=1, format="d")),
-            y=alt.Y("value:Q", title=None, scale=alt.Scale(zero=False)),
+            x=alt.X("step:Q", title="epoch (training step)",
+                    axis=alt.Axis(tickMinStep=1, format="d")),
+            y=alt.Y("value:Q", title="value (the panel's metric)", scale=alt.Scale(zero=False)),
             color=alt.Color("series:N", title="run · tags"),
+            # runs that logged the same numbers draw one line over another: dashes tell them apart
+            strokeDash=alt.StrokeDash("series:N", title="run · tags"),
             tooltip=["run_id", "name", "tag_text", "step", alt.Tooltip("value:Q", format=".4g")],
         )
-        .properties(width=300, height=200)
-        .facet(facet=alt.Facet("name:N", title=None), columns=3)
+        .properties(width=CURVE_PANEL_WIDTH, height=200)
+        .facet(facet=alt.Facet("name:N", title=None), columns=2)
         .resolve_scale(y="independent")
     )
+    return finish(chart)
 
 
 # --------------------------------------------------------------------------- Compare

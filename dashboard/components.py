@@ -7,8 +7,9 @@ so pages stay fast on reruns while results of running jobs still appear within s
 
 from __future__ import annotations
 
+import hashlib
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -168,6 +169,102 @@ def page_bounds(n_items: int, key: str, page_size: int = PAGE_SIZE) -> slice:
 
 def paginate(frame: pd.DataFrame, key: str, page_size: int = PAGE_SIZE) -> pd.DataFrame:
     return frame.iloc[page_bounds(len(frame), key, page_size)]
+
+
+# --------------------------------------------------------------------------- results table
+
+RESULTS_FIRST = ["model", "training", "threat model", "attack", "accuracy"]
+"""What a results row is about and its number, leftmost: visible at 1366 px without
+scrolling."""
+RESULTS_NEXT = ["ci_low", "ci_high", "n", "dataset", "experiment", "run_id", "variant"]
+RESULTS_PINNED = {"model": 120, "training": 120, "threat model": 110}
+"""What a row is about stays put when the table scrolls sideways (pixel widths)."""
+RESULTS_PERCENT = ("accuracy", "ci_low", "ci_high")
+
+
+def _training(norm: Any, eps: Any, method: Any) -> str:
+    if eps is None or pd.isna(eps) or float(eps) == 0:
+        return "standard"
+    text = f"{norm} ε={float(eps):.4g}" if isinstance(norm, str) else f"ε={float(eps):.4g}"
+    return f"{text} · {method}" if isinstance(method, str) and method else text
+
+
+def _threat(attack: Any, norm: Any, eps: Any) -> str:
+    if attack == "none" and (eps is None or pd.isna(eps) or float(eps) == 0):
+        return "clean"
+    radius = "" if eps is None or pd.isna(eps) else f"ε={float(eps):.4g}"
+    return " ".join(part for part in (norm if isinstance(norm, str) else "", radius) if part)
+
+
+def results_frame(frame: pd.DataFrame) -> tuple[pd.DataFrame, list[str], dict[str, Any]]:
+    """The results table as shown: a ``training`` column (standard, or norm and ε_train) and a
+    ``threat model`` column (clean, or norm and ε) beside the model, pinned left in narrow
+    columns, then attack and accuracy; the rest (the raw columns, for sorting) after.
+    Returns the frame, its column order and its column configuration."""
+    shown = frame.assign(
+        training=[_training(n, e, m) for n, e, m in
+                  zip(frame["train_norm"], frame["train_eps"], frame["train_method"],
+                      strict=True)],
+        **{"threat model": [_threat(a, n, e) for a, n, e in
+                            zip(frame["attack"], frame["eval_norm"], frame["eval_eps"],
+                                strict=True)]},
+    )
+    first = [c for c in RESULTS_FIRST + RESULTS_NEXT if c in shown.columns]
+    order = first + [c for c in frame.columns if c not in first]
+    config: dict[str, Any] = {
+        column: st.column_config.Column(column, width=width, pinned=True)
+        for column, width in RESULTS_PINNED.items()
+    }
+    config["attack"] = st.column_config.Column("attack", width=100)
+    for column in RESULTS_PERCENT:
+        if column in shown.columns:
+            config[column] = st.column_config.NumberColumn(
+                column, format="percent", width=90 if column == "accuracy" else 80)
+    return shown, order, config
+
+
+# --------------------------------------------------------------------------- gallery
+
+
+def combined_figures(artifacts: pd.DataFrame, kinds: Iterable[str]) -> pd.Series:
+    """Which rows are a run's side-by-side figure of pictures the gallery already shows: a
+    ``figure`` whose metadata ``figure`` names a gallery kind (``large_eps``, ``gradients``,
+    ...) of which the same run has pictures (E4-E6 record each model's picture and then all
+    of them in one figure). A boolean Series over ``artifacts``."""
+    kinds = set(kinds)
+    pictures = set(zip(artifacts["run_id"], artifacts["kind"], strict=True))
+    return pd.Series(
+        [kind == "figure" and (meta or {}).get("figure") in kinds
+         and (run_id, (meta or {}).get("figure")) in pictures
+         for run_id, kind, meta in zip(artifacts["run_id"], artifacts["kind"],
+                                       artifacts["metadata"], strict=True)],
+        index=artifacts.index, dtype=bool)
+
+
+def without_copies(artifacts: pd.DataFrame, read: Callable[[str], bytes]) -> pd.DataFrame:
+    """Each picture once: of rows with the same kind, name and size whose bytes are identical
+    (a re-run of a seeded experiment draws the same figure), the newest is kept. Only rows
+    that share kind, name and size are read."""
+    if artifacts.empty:
+        return artifacts
+    keep = pd.Series(True, index=artifacts.index)
+    for _, rows in artifacts.groupby(["kind", "name", "size"], sort=False):
+        if len(rows) < 2:
+            continue
+        seen: set[str] = set()
+        for index in rows.sort_values("id", ascending=False).index:
+            digest = hashlib.sha256(read(str(artifacts.at[index, "path"]))).hexdigest()
+            keep[index] = digest not in seen
+            seen.add(digest)
+    return artifacts[keep]
+
+
+def figure_matches(figure: dict[str, Any], item: dict[str, Any]) -> bool:
+    """A side-by-side figure belongs under a picture of its run whose metadata agrees with
+    every key of the figure's (its ``figure`` key aside)."""
+    meta, own = figure["metadata"] or {}, item["metadata"] or {}
+    return figure["run_id"] == item["run_id"] and all(
+        str(own.get(key)) == str(value) for key, value in meta.items() if key != "figure")
 
 
 # --------------------------------------------------------------------------- downloads

@@ -37,6 +37,9 @@ APP = Path(__file__).resolve().with_name("app.py")
 LOOPBACK = "127.0.0.1"
 MAX_UPLOAD_MB = 1
 """``server.maxUploadSize``: a spec is a small YAML file (the spec loader's own cap is 1 MiB)."""
+ACCENT = "#1c83e1"
+"""``theme.primaryColor``: a blue. Streamlit's default is a red, and red is what a page uses
+for trouble: progress bars, chosen filters and buttons are not trouble."""
 
 
 class LaunchRefused(RuntimeError):
@@ -54,6 +57,7 @@ def server_flags(port: int, host: str, *, headless: bool, exposed: bool) -> list
         "--server.maxUploadSize", str(MAX_UPLOAD_MB),
         "--server.enableXsrfProtection", "true",
         "--client.showErrorDetails", "type" if exposed else "full",  # no tracebacks to others
+        "--theme.primaryColor", ACCENT,              # healthy progress is not red
     ]
 
 

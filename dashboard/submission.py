@@ -9,14 +9,16 @@ from __future__ import annotations
 import hashlib
 import importlib
 import os
+import re
 import signal
 import subprocess
 import sys
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from contract.specs.loading import LoadedSpec, Problem, SpecError, load_spec_text
@@ -27,6 +29,14 @@ if TYPE_CHECKING:  # the queue module imports Celery; load it only when queueing
     from service.queue.submission import Submission
 
 
+TEMPLATE_MARK = re.compile(r"#\s*template\s*:\s*(.*)", re.IGNORECASE)
+"""A comment ``# template: what to fill in`` in a spec's leading comments marks a template."""
+PLACEHOLDER_CHECKPOINTS = frozenset({"replace-me.pt", "<checkpoint>"})
+"""Checkpoint file names that stand for "fill this in" (``specs/evaluate_*.yaml`` ship
+``replace-me.pt``; ``service.scheduler`` fills ``<checkpoint>`` in)."""
+FILL_IN_SOURCE = "fill in `source`"
+
+
 @dataclass(frozen=True)
 class Validation:
     """The outcome of validating one YAML text: the spec, or every problem with its line."""
@@ -35,20 +45,69 @@ class Validation:
     problems: tuple[Problem, ...] = ()
     runs: int = 0
     """How many runs (sweep cells) the spec expands to."""
+    template: str | None = None
+    """Why the spec is a template (valid YAML to fill in, not to run as it is), or ``None``."""
 
     @property
     def ok(self) -> bool:
         return self.loaded is not None
 
+    @property
+    def runnable(self) -> bool:
+        return self.loaded is not None and self.template is None
+
+
+def template_mark(text: str) -> str | None:
+    """The text after ``# template:`` in the spec's leading comment block, or ``None``."""
+    for line in text.splitlines():
+        stripped = line.strip()
+        if not stripped:
+            continue
+        if not stripped.startswith("#"):
+            return None
+        if (found := TEMPLATE_MARK.fullmatch(stripped)) is not None:
+            return found.group(1).strip() or FILL_IN_SOURCE
+    return None
+
+
+def _checkpoints(value: Any) -> Iterator[str]:
+    """Every ``checkpoint`` string in a dumped spec, however deep (source:, models: [...])."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if key == "checkpoint" and isinstance(item, str):
+                yield item
+            else:
+                yield from _checkpoints(item)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            yield from _checkpoints(item)
+
+
+def template_note(text: str, loaded: LoadedSpec | None = None) -> str | None:
+    """Why a spec is a template, or ``None``: a ``# template:`` comment at its top, or (when
+    loaded) a checkpoint that is a placeholder file name such as ``replace-me.pt``. Without
+    ``loaded`` (the file list) a placeholder name outside comments counts."""
+    if (mark := template_mark(text)) is not None:
+        return mark
+    if loaded is not None:
+        paths = list(_checkpoints(loaded.spec.model_dump(mode="json")))
+    else:
+        paths = re.findall(r"[^\s{}:,'\"]+", "\n".join(line.split("#", 1)[0]
+                                                       for line in text.splitlines()))
+    if any(PurePosixPath(path).name in PLACEHOLDER_CHECKPOINTS for path in paths):
+        return f"{FILL_IN_SOURCE} (its checkpoint is a placeholder)"
+    return None
+
 
 def validate_spec(text: str, source: str) -> Validation:
-    """Validate YAML exactly as ``robustlab validate`` does, collecting problems instead of raising."""
+    """Validate YAML exactly as ``robustlab validate`` does, collecting problems instead of
+    raising; a valid template (``template_note``) is valid but not runnable."""
     try:
         loaded = load_spec_text(text, source=source)
         runs = len(expand(loaded.spec))
     except SpecError as exc:
         return Validation(loaded=None, problems=tuple(exc.problems))
-    return Validation(loaded=loaded, runs=runs)
+    return Validation(loaded=loaded, runs=runs, template=template_note(text, loaded))
 
 
 def problems_by_line(problems: tuple[Problem, ...], n_lines: int) -> dict[int, list[str]]:

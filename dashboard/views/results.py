@@ -22,8 +22,9 @@ def evaluations_table(url: str) -> None:
         return
     filtered = components.evaluation_filters(frame, key="results")
     st.caption(f"{len(filtered)} of {len(frame)} rows")
-    st.dataframe(components.paginate(filtered, key="results_page"), hide_index=True,
-                 column_config={"accuracy": st.column_config.NumberColumn(format="percent")})
+    shown, order, config = components.results_frame(
+        components.paginate(filtered, key="results_page"))
+    st.dataframe(shown, hide_index=True, column_order=order, column_config=config)
     rows = components.records(filtered)
     left, right, _ = st.columns([1, 1, 4])
     left.download_button("CSV", to_csv(rows).encode(), file_name="results.csv", mime="text/csv",

@@ -13,6 +13,7 @@ import yaml
 from contract.status import PENDING, RunStatus
 from dashboard import charts, components
 from dashboard.auth import Role, may
+from dashboard.launch import ACCENT
 from service.recording import STALE_AFTER_S
 from service.store import queries
 from service.store.repository import Store
@@ -52,7 +53,9 @@ def runs_table(frame: pd.DataFrame) -> pd.DataFrame:
         column_order=["id", "experiment", "kind", "params", "status", "progress", "stage",
                       "duration_s", "error", "submitted_by", "created_at"],
         column_config={
-            "progress": st.column_config.ProgressColumn("progress", min_value=0, max_value=1),
+            # The theme's blue, whatever the theme says: a healthy run's bar is never red.
+            "progress": st.column_config.ProgressColumn("progress", min_value=0, max_value=1,
+                                                        color=ACCENT),
             "duration_s": st.column_config.NumberColumn("duration (s)", format="%.1f"),
         },
     )

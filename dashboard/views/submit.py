@@ -18,6 +18,7 @@ from contract.specs.loading import LoadedSpec
 from dashboard import components
 from dashboard.auth import current_user
 from dashboard.submission import (
+    FILL_IN_SOURCE,
     QueueUnavailable,
     Validation,
     annotated_yaml_html,
@@ -27,6 +28,7 @@ from dashboard.submission import (
     spec_files,
     start_local_run,
     submit_to_queue,
+    template_note,
     validate_spec,
 )
 from service.settings import get_settings
@@ -34,6 +36,8 @@ from service.store import queries
 
 SPECS_DIR = Path("specs")
 UPLOAD, PICK, WRITE = "Upload a file", "Pick from specs/", "Write YAML"
+QUICKSTART = "quickstart.yaml"
+"""Picked first: a new user's first run (templates are never picked first)."""
 
 
 def source_text() -> tuple[str, str] | None:
@@ -47,15 +51,34 @@ def source_text() -> tuple[str, str] | None:
         if not files:
             st.info(f"No specs under {SPECS_DIR.resolve()}: upload one or write YAML.")
             return None
-        chosen = st.selectbox("Spec file", [str(p) for p in files], key="submit_pick")
+        names = [str(p) for p in files]
+        templates = {name for name in names if template_note((SPECS_DIR / name).read_text())}
+        runnable = [name for name in names if name not in templates]
+        first = QUICKSTART if QUICKSTART in runnable else (runnable or names)[0]
+        chosen = st.selectbox("Spec file", names, index=names.index(first), key="submit_pick",
+                              format_func=lambda f: f"{f} (template)" if f in templates else f)
         return (SPECS_DIR / chosen).read_text(), str(SPECS_DIR / chosen)
     text = st.text_area("YAML", height=300, key="submit_text",
                         placeholder="name: my_experiment\nkind: theory\n...")
     return (text, "<editor>") if text.strip() else None
 
 
+def show_template(source: str, validation: Validation) -> None:
+    """A template is valid YAML to fill in, not a spec to run: say so, and how it is used."""
+    assert validation.loaded is not None and validation.template is not None
+    spec = validation.loaded.spec
+    st.warning(f"Template: {FILL_IN_SOURCE}. It validates, but it names no model to run; "
+               "fill it in or use it as a standing evaluation.")
+    st.text(f"{source}: {spec.name}\ntemplate: {validation.template}")
+    path = shlex.quote(source)
+    st.code(f"robustlab run {path} --set 'source={{run: RUN_ID}}'\n"
+            f"robustlab schedule add {path} --checkpoints-of EXPERIMENT", language="bash")
+
+
 def show_validation(text: str, source: str, validation: Validation) -> None:
-    if validation.loaded is not None:
+    if validation.template is not None:
+        show_template(source, validation)
+    elif validation.loaded is not None:
         spec = validation.loaded.spec
         st.success(f"Valid {spec.kind} spec, "  # kind: one of SPEC_KINDS, never user text
                    f"{validation.runs} run{'s' if validation.runs != 1 else ''}")
@@ -119,7 +142,7 @@ if chosen is not None:
     text, source = chosen
     validation = validate_spec(text, source)
     show_validation(text, source, validation)
-    if validation.loaded is not None and status.ready:
+    if validation.runnable and validation.loaded is not None and status.ready:
         left, right, _ = st.columns([1, 1, 3])
         if left.button("Run locally", type="primary", key="submit_run"):
             run_locally(text, validation.loaded)

@@ -14,6 +14,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import charts, components
+from dashboard.submission import inert_html
 from service.analysis.common import RunFacts
 from service.analysis.figure1 import STANDARD_NORM
 
@@ -35,6 +36,11 @@ def figure1(evaluations: pd.DataFrame, runs: Sequence[RunFacts]) -> None:
         mine = data[(data["dataset"] == dataset) & (data["train_norm"] == norm)]
         title = f"{mine['title'].iloc[0]} · {norm}"
         components.chart(charts.figure1_chart(mine, title), mine, f"figure1_{dataset}_{norm}")
+        for curve, eps in charts.one_point_curves(mine):
+            # The curve names an experiment and a model: character references, never Markdown.
+            st.caption(f"{inert_html(curve)}: one training ε ({eps:.4g}), so a dot and not a "
+                       "line. Sweep adversary.eps in its spec (sweep: adversary.eps: [0, …]) "
+                       "to draw a curve.")
 
 
 def evaluated(evaluations: pd.DataFrame, runs: Sequence[RunFacts]) -> None:

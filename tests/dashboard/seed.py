@@ -203,3 +203,51 @@ def seed_database(url: str, artifact_dir: Path) -> Seeded:
     finally:
         seeder.store.close()
     return seeder.seeded
+
+
+QUICKSTART_EPS = (0.0, 0.3)
+LONE_EPS = 0.3
+
+
+def seed_first_hour(url: str, artifact_dir: Path) -> Seeded:
+    """What a new user has after the first hour, on top of ``seed_database``'s rows: the
+    quickstart (ε_train 0 and 0.3, each evaluated clean, by PGD and by the per-example worst
+    case, which with one attack equals PGD, so two lines coincide), a one-run experiment with
+    a single ε_train (a one-point curve), the gallery run's side-by-side figure of its
+    gradient pictures (as E6 records it) and E1's figure recorded again by two re-runs."""
+    seeded = seed_database(url, artifact_dir)
+    seeder = _Seeder(url, artifact_dir)
+    seeder.seeded = seeded
+    seeder.counter = 100
+    try:
+        for eps in QUICKSTART_EPS:
+            run_id = seeder.run("quickstart", "train", {"adversary": {"norm": "linf", "eps": eps}},
+                                params={"adversary.eps": eps})
+            common: dict[str, Any] = dict(model="mnist_cnn", dataset="mnist", n=500,
+                                          train_norm="linf", train_eps=eps)
+            adversarial = 0.01 + 2.5 * eps
+            seeder.evaluation(run_id, EvaluationRecord(accuracy=0.98 - 0.03 * eps, **common))
+            seeder.evaluation(run_id, EvaluationRecord(
+                accuracy=adversarial, eval_norm="linf", eval_eps=0.3, attack="pgd", steps=20,
+                step_size=0.025, restarts=1, **common))
+            seeder.evaluation(run_id, EvaluationRecord(
+                accuracy=adversarial, eval_norm="linf", eval_eps=0.3, attack="worst_case",
+                **common))
+        run_id = seeder.run("my_first_robust", "train",
+                            {"adversary": {"norm": "linf", "eps": LONE_EPS}})
+        common = dict(model="mnist_cnn", dataset="mnist", n=500, train_norm="linf",
+                      train_eps=LONE_EPS)
+        seeder.evaluation(run_id, EvaluationRecord(accuracy=0.97, **common))
+        seeder.evaluation(run_id, EvaluationRecord(
+            accuracy=0.7, eval_norm="linf", eval_eps=0.3, attack="pgd", steps=20,
+            step_size=0.025, restarts=1, **common))
+        seeder.store.add_artifact(seeded.gallery, ArtifactRecord(  # E6's models side by side
+            "figure", "figure_gradients.png", png(12), metadata={"figure": "gradients"}))
+        for again in range(2):  # the same figure of two runs of one spec
+            rerun = seeder.run("e1_theory", "theory", {"distribution": {"p": THEORY_P}},
+                               params={"again": again})
+            seeder.store.add_artifact(rerun, ArtifactRecord(
+                "figure", "e1_tradeoff.png", png(9), metadata={"title": "E1 trade-off"}))
+    finally:
+        seeder.store.close()
+    return seeded

@@ -5,6 +5,7 @@ Vega-Lite with legends that are not all black dots."""
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -96,9 +97,11 @@ def test_charts_build_valid_vega_lite_with_real_legends(
         evaluations: pd.DataFrame, runs: list[RunRecord], seeded: Seeded) -> None:
     figure1 = charts.figure1_data(evaluations, runs)
     spec = charts.figure1_chart(figure1, "MNIST").to_dict(validate=True)
-    line = spec["layer"][0]["encoding"]
+    line, points = (layer["encoding"] for layer in spec["layer"][:2])
     assert line["color"]["field"] == "line", "one coloured legend entry per curve and measure"
-    assert line["strokeDash"]["legend"] is None, "no second legend of blank/black symbols"
+    assert line["strokeDash"]["field"] == points["shape"]["field"] == "measure"
+    assert line["strokeDash"]["title"] == points["shape"]["title"], \
+        "one legend of dashed lines with markers (not blank or black symbols)"
     pairs = charts.theory_data(evaluations, runs)
     metrics = queries.metrics_frame(seeded.url)
     for chart in (charts.theory_chart(pairs, charts.bound_data(pairs["p"])),
@@ -106,3 +109,69 @@ def test_charts_build_valid_vega_lite_with_real_legends(
                   charts.topk_chart(charts.topk_data(evaluations, runs)),
                   charts.curves_chart(charts.curve_data(metrics))):
         chart.to_dict(validate=True)
+
+
+def _axis_titles(spec: dict[str, Any]) -> list[str]:
+    """Every x/y axis title in a spec, however nested (layers, facets)."""
+    found: list[str] = []
+    if isinstance(spec, dict):
+        for key, value in spec.items():
+            if key in ("x", "y") and isinstance(value, dict) and value.get("title"):
+                found.append(f"{key}: {value['title']}")
+            else:
+                found.extend(_axis_titles(value))
+    elif isinstance(spec, list):
+        for item in spec:
+            found.extend(_axis_titles(item))
+    return found
+
+
+def test_every_chart_is_svg_with_axis_titles_and_legends_below(
+        evaluations: pd.DataFrame, runs: list[RunRecord], seeded: Seeded) -> None:
+    figure1 = charts.figure1_data(evaluations, runs)
+    pairs = charts.theory_data(evaluations, runs)
+    built = {
+        "figure1": charts.figure1_chart(figure1[figure1["train_norm"] == "linf"], "MNIST"),
+        "theory": charts.theory_chart(pairs, charts.bound_data(pairs["p"])),
+        "tradeoff": charts.tradeoff_chart(charts.adversarial_pairs(evaluations)),
+        "topk": charts.topk_chart(charts.topk_data(evaluations, runs)),
+        "curves": charts.curves_chart(charts.curve_data(queries.metrics_frame(seeded.url))),
+    }
+    for name, chart in built.items():
+        spec = chart.to_dict()
+        assert spec["usermeta"] == {"embedOptions": {"renderer": "svg"}}, name
+        assert spec["config"]["legend"]["orient"] == "bottom", name
+        titles = _axis_titles(spec)
+        assert any(t.startswith("x: ") for t in titles), (name, titles)
+        assert any(t.startswith("y: ") for t in titles), (name, titles)
+    titles = _axis_titles(built["figure1"].to_dict())
+    assert "x: ε_train (l∞ radius, pixels in [0, 1])" in titles
+    assert "y: test accuracy (%)" in titles
+
+
+def test_coinciding_measures_get_their_own_dash_and_marker() -> None:
+    order, dashes, shapes = charts.measure_styles(
+        ["worst_case ε=0.3", charts.STANDARD, "pgd ε=0.3", "pgd ε=0.3"])
+    assert order == [charts.STANDARD, "pgd ε=0.3", "worst_case ε=0.3"]
+    assert dashes[0] == [1, 0], "standard accuracy is solid"
+    assert len({tuple(d) for d in dashes}) == 3 and len(set(shapes)) == 3
+    many = charts.measure_styles([charts.STANDARD, *(f"attack{i}" for i in range(12))])
+    assert [1, 0] not in many[1][1:], "no attack is drawn solid, however many"
+
+
+def test_a_one_point_curve_carries_a_note() -> None:
+    data = pd.DataFrame({
+        "curve": ["a", "a", "a", "a", "b", "b"], "experiment": ["qs"] * 4 + ["mine"] * 2,
+        "train_eps": [0.0, 0.0, 0.3, 0.3, 0.3, 0.3],
+        "measure": [charts.STANDARD, "pgd ε=0.3"] * 3,
+        "accuracy": [0.99, 0.01, 0.97, 0.7, 0.96, 0.6], "accuracy_std": [None] * 6,
+        "model": ["m"] * 6, "train_norm": ["linf"] * 6, "train_method": [None] * 6,
+        "seeds": [1] * 6, "n": [500] * 6,
+    })
+    assert charts.one_point_curves(data) == [("b", 0.3)]
+    (note,) = charts.one_point_notes(data).to_dict("records")
+    assert note["note"] == f"mine: {charts.ONE_POINT_NOTE}"
+    assert (note["train_eps"], note["accuracy"], note["side"]) == (0.3, 0.96, "right"), \
+        "beside its top point, towards the middle of the plot"
+    layers = charts.figure1_chart(data, "t").to_dict()["layer"]
+    assert [layer["mark"]["type"] for layer in layers][-1] == "text"

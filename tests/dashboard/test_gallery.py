@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from service.analysis.gallery import gallery_groups, matching_metrics, model_label
+from dashboard import components
+from service.analysis.gallery import GALLERY_KINDS, gallery_groups, matching_metrics, model_label
 from service.store import queries
 from tests.dashboard.seed import Seeded
 
@@ -80,3 +81,37 @@ def test_last_step_of_a_matching_metric_is_shown() -> None:
         for step, value in ((2, 0.3), (0, 0.1), (1, 0.2))
     ])
     assert matching_metrics(metrics, "r", {"model": "a"}) == [("score", 0.3)]
+
+
+def test_a_side_by_side_figure_of_pictures_shown_is_not_drawn_again() -> None:
+    """E4-E6 record each model's picture and then all of them in one figure."""
+    rows = pd.DataFrame([
+        {"run_id": "r", "kind": "gradients", "metadata": {"model": "a"}},
+        {"run_id": "r", "kind": "figure", "metadata": {"figure": "gradients"}},
+        {"run_id": "s", "kind": "figure", "metadata": {"figure": "large_eps"}},
+        {"run_id": "r", "kind": "figure", "metadata": {"title": "E1"}},
+    ])
+    combined = components.combined_figures(rows, GALLERY_KINDS)
+    assert combined.tolist() == [False, True, False, False], \
+        "only where the same run's pictures of that kind are shown"
+    figure = {"run_id": "r", "metadata": {"figure": "large_eps", "eps": 0.3}}
+    assert components.figure_matches(figure, {"run_id": "r", "metadata": {"eps": 0.3, "m": 1}})
+    assert not components.figure_matches(figure, {"run_id": "r", "metadata": {"eps": 8}})
+    assert not components.figure_matches(figure, {"run_id": "q", "metadata": {"eps": 0.3}})
+
+
+def test_identical_pictures_of_re_runs_are_shown_once() -> None:
+    files = {"a/f.png": b"same", "b/f.png": b"same", "c/f.png": b"diff", "d/g.png": b"same"}
+    rows = pd.DataFrame([
+        {"id": i, "kind": "figure", "name": path.split("/")[1], "size": 4, "path": path}
+        for i, path in enumerate(files, start=1)
+    ])
+    read: list[str] = []
+
+    def reader(path: str) -> bytes:
+        read.append(path)
+        return files[path]
+
+    kept = components.without_copies(rows, reader)
+    assert kept["path"].tolist() == ["b/f.png", "c/f.png", "d/g.png"], "the newest copy"
+    assert sorted(read) == ["a/f.png", "b/f.png", "c/f.png"], "only same name and size read"

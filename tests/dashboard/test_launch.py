@@ -13,7 +13,14 @@ import pytest
 import yaml
 
 from dashboard.auth import AuthConfig, write_secrets
-from dashboard.launch import APP, LOOPBACK, LaunchRefused, check_exposure, streamlit_command
+from dashboard.launch import (
+    ACCENT,
+    APP,
+    LOOPBACK,
+    LaunchRefused,
+    check_exposure,
+    streamlit_command,
+)
 from service.settings import Settings
 
 OIDC: dict[str, Any] = {"oidc_server_metadata_url": "http://127.0.0.1:1/.well-known/openid-configuration",
@@ -28,7 +35,8 @@ def test_command_serves_the_app_on_loopback_headless_without_usage_statistics() 
     assert flags == {"--server.port": "8777", "--server.address": LOOPBACK,
                      "--server.headless": "true", "--browser.gatherUsageStats": "false",
                      "--client.toolbarMode": "viewer", "--server.maxUploadSize": "1",
-                     "--server.enableXsrfProtection": "true", "--client.showErrorDetails": "full"}
+                     "--server.enableXsrfProtection": "true", "--client.showErrorDetails": "full",
+                     "--theme.primaryColor": ACCENT}
     assert APP.is_file()
     visible = streamlit_command(headless=False)
     assert visible[visible.index("--server.headless") + 1] == "false"

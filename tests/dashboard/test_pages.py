@@ -20,7 +20,7 @@ import redis
 from streamlit.testing.v1 import AppTest
 
 from contract.limits import get_limits
-from dashboard import submission
+from dashboard import components, submission
 from service.settings import get_settings
 from service.store import queries
 from service.store.migrate import upgrade
@@ -327,6 +327,26 @@ def test_results_page_table_and_filters(dashboard_env: Seeded) -> None:
     table = at.dataframe[0].value
     assert set(table["dataset"]) == {"binary_mnist"} and set(table["attack"]) == {"none"}
     assert len(table) == 2 + 4, "two Figure 1 runs and four top-k sizes"
+
+
+
+def test_results_table_leads_with_model_threat_model_and_accuracy(dashboard_env: Seeded) -> None:
+    """What fits 1366 px without scrolling (tests/dashboard/test_layout.py measures it)."""
+    frame = queries.evaluations_frame(dashboard_env.url)
+    shown, order, config = components.results_frame(frame)
+    assert order[:5] == ["model", "training", "threat model", "attack", "accuracy"]
+    assert set(order) == set(shown.columns), "every column is still there, after them"
+    assert config["accuracy"]["type_config"]["format"] == "percent"
+    assert sum(config[c]["width"] for c in order[:5]) <= 600
+    by_key = shown.set_index(["run_id", "attack", "eval_eps"])
+    robust = dashboard_env.fig1[("mnist", "linf", 0.3)]
+    assert by_key.loc[(robust, "pgd", 0.3), "training"] == "linf ε=0.3"
+    assert by_key.loc[(robust, "pgd", 0.3), "threat model"] == "linf ε=0.3"
+    assert by_key.loc[(robust, "none", 0.0), "threat model"] == "clean"
+    standard = dashboard_env.fig1[("mnist", "linf", 0.0)]
+    assert by_key.loc[(standard, "none", 0.0), "training"] == "standard"
+    at = open_page("results")
+    assert list(at.dataframe[0].proto.column_order)[:5] == order[:5]
 
 
 @pytest.mark.parametrize("sql, message", [

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from streamlit.testing.v1 import AppTest
 
 from contract.limits import get_limits
 from dashboard import submission
@@ -17,6 +18,8 @@ from service.settings import get_settings
 from service.store import queries
 from service.store.migrate import upgrade
 from service.store.repository import Store
+from tests.dashboard.conftest import REPO
+from tests.dashboard.seed import Seeded
 
 BAD = """name: bad
 kind: theory
@@ -77,6 +80,52 @@ def test_spec_files_and_save(tmp_path: Path) -> None:
     assert first == submission.save_spec(GOOD, "tiny", tmp_path / "out")
     assert first.read_text() == GOOD and first.name.startswith("tiny-")
     assert submission.save_spec(GOOD + "\n", "tiny", tmp_path / "out") != first
+
+
+@pytest.mark.parametrize("name", ["evaluate_pgd.yaml", "evaluate_autoattack.yaml"])
+def test_shipped_templates_are_templates_not_valid_specs(name: str) -> None:
+    """Their `source` is the placeholder replace-me.pt, for `schedule add` to fill in."""
+    text = (REPO / "specs" / name).read_text()
+    validation = submission.validate_spec(text, f"specs/{name}")
+    assert validation.ok and not validation.runnable
+    assert validation.template is not None and validation.template.startswith(
+        submission.FILL_IN_SOURCE)
+    assert submission.template_note(text) == validation.template, "the file list says so too"
+
+
+def test_template_rule() -> None:
+    placeholder = GOOD.replace("kind: theory", "kind: theory  # source: replace-me.pt")
+    assert submission.validate_spec(GOOD, "tiny.yaml").runnable
+    assert submission.template_note(placeholder) is None, "a comment names no checkpoint"
+    assert submission.template_note("# Sweep\n#  template: copy me\n" + GOOD) == "copy me"
+    assert submission.template_note(GOOD + "# template: too late\n") is None, \
+        "only the leading comments mark a template"
+    quickstart = (REPO / "specs" / "quickstart.yaml").read_text()
+    assert submission.validate_spec(quickstart, "specs/quickstart.yaml").runnable
+    evaluate = (REPO / "specs" / "evaluate_pgd.yaml").read_text()
+    unmarked = "\n".join(line for line in evaluate.splitlines() if "template:" not in line)
+    filled = unmarked.replace("replace-me.pt", "runs/abc/checkpoints/final.pt")
+    assert submission.validate_spec(unmarked, "e.yaml").template == \
+        f"{submission.FILL_IN_SOURCE} (its checkpoint is a placeholder)"
+    assert submission.validate_spec(filled, "e.yaml").runnable
+
+
+def test_submit_page_shows_a_template_as_a_template(dashboard_env: Seeded) -> None:
+    at = AppTest.from_file(str(REPO / "dashboard" / "views" / "submit.py"),
+                           default_timeout=60).run()
+    assert at.selectbox(key="submit_pick").value == "quickstart.yaml", "never a template first"
+    options = at.selectbox(key="submit_pick").options
+    assert "evaluate_pgd.yaml (template)" in options and "quickstart.yaml" in options
+    at.selectbox(key="submit_pick").set_value("evaluate_pgd.yaml")
+    at.run()
+    assert not at.exception
+    assert not at.success, "a template is not reported as valid"
+    assert [w.value.split(".")[0] for w in at.warning] == ["Template: fill in `source`"]
+    assert not [b for b in at.button if b.key in ("submit_run", "submit_queue")]
+    assert any("schedule add specs/evaluate_pgd.yaml" in c.value for c in at.code)
+    at.selectbox(key="submit_pick").set_value("quickstart.yaml")
+    at.run()
+    assert [s.value for s in at.success] == ["Valid train spec, 2 runs"]
 
 
 def closed_port() -> int:
