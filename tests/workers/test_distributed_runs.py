@@ -194,3 +194,38 @@ def test_a_worker_runs_a_queued_run_over_two_processes(
     finally:
         processes.stop_all()
         flush_redis(env["ROBUSTLAB_BROKER_URL"])
+
+
+def test_trades_bf16_and_an_eps_ramp_train_over_two_processes(
+        lab: tuple[Path, dict[str, str], Store]) -> None:
+    tmp, env, store = lab
+    path = spec(tmp, "trades_pair", n=200)
+    path.write_text(path.read_text().replace(
+        "adversary: {norm: linf, eps: 0.1, steps: 2, step_size: 0.05}",
+        "adversary: {method: trades, beta: 3, norm: linf, eps: 0.1, steps: 2, ramp_epochs: 1}")
+        .replace("batch_size: 20\n", "batch_size: 20\n  amp: bf16\n"))
+    done = robustlab("run", str(path), "--nproc-per-node", "2", env=env, cwd=tmp)
+    assert done.returncode == 0, done.stderr[-2000:]
+    (run,) = store.list_runs(experiment="trades_pair")
+    assert run.status == "succeeded" and run.provenance["world_size"] == 2
+    eps = sorted((m.step, m.value) for m in store.metrics(run_id=run.id) if m.name == "eps")
+    assert [value for _, value in eps] == [0.0, 0.1]
+
+
+def test_cancel_stops_every_rank(lab: tuple[Path, dict[str, str], Store]) -> None:
+    tmp, env, store = lab
+    process = subprocess.Popen(
+        [ROBUSTLAB, "run", str(spec(tmp, "cancelled", epochs=6, n=1000)), "--nproc-per-node",
+         "2"], env=env, cwd=tmp, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        run = wait_for(lambda: next(iter(store.list_runs(experiment="cancelled")), None), 120,
+                       "the run to be recorded")
+        wait_for(lambda: rank_pids(1) and store.get_run(run.id).progress > 0, 180,
+                 "the ranks to train")
+        assert robustlab("cancel", run.id, env=env, cwd=tmp).returncode == 0
+        process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert store.get_run(run.id).status == "cancelled"
+    wait_for(lambda: not rank_pids(0) and not rank_pids(1), 30, "every rank to end")
