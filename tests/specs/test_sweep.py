@@ -75,7 +75,7 @@ def test_a_sweep_can_reach_into_lists_and_swap_an_attack_kind() -> None:
 
 def test_the_quickstart_sweeps_standard_and_adversarial_training() -> None:
     cells = expand(load_spec_file(REPO / "specs" / "quickstart.yaml").spec)
-    assert [cell.spec.adversary.eps for cell in cells] == [0.0, 0.3]
+    assert [cell.spec.adversary.eps for cell in cells] == [0.0, 0.25]
 
 
 def test_set_path_creates_missing_mappings_and_replaces_null() -> None:
