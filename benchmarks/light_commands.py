@@ -58,15 +58,18 @@ def main() -> None:
     options = parser.parse_args()
     trees = [("this tree", REPO)] + ([("peer", options.peer.resolve())] if options.peer else [])
     with tempfile.TemporaryDirectory() as scratch:
-        base = {**os.environ, "ROBUSTLAB_DATABASE_URL": f"sqlite:///{scratch}/bench.db"}
-        subprocess.run([sys.executable, "-m", "service.cli", "db", "upgrade"], cwd=REPO,
-                       env=base, check=True, capture_output=True)
+        envs = {}
+        for label, tree in trees:  # each tree's own database, migrated by its own code
+            envs[label] = {**os.environ, "PYTHONPATH": str(tree),
+                           "ROBUSTLAB_DATABASE_URL": f"sqlite:///{scratch}/{label[:4]}.db"}
+            subprocess.run([sys.executable, "-m", "service.cli", "db", "upgrade"], cwd=tree,
+                           env=envs[label], check=True, capture_output=True)
         print(f"| command | tree | median wall s (n={options.repeats}) | heavy modules imported |")
         print("|---|---|---|---|")
         for name in commands(REPO):
             for label, tree in trees:
-                env = {**base, "PYTHONPATH": str(tree)}
-                seconds, heavy = measure(tree, commands(tree)[name], env, options.repeats)
+                seconds, heavy = measure(tree, commands(tree)[name], envs[label],
+                                         options.repeats)
                 print(f"| `{name}` | {label} | {seconds:.2f} | {heavy} |")
 
 
