@@ -175,6 +175,48 @@ def _run_distributed(loaded: Any, store: Store, launch: Launch, *, device: str |
     _finish(store, outcome.runs, shown=[*outcome.runs, *done], title=loaded.spec.name)
 
 
+def tradeoff_sentences(rows: Sequence[dict[str, Any]]) -> list[str]:
+    """The trade-off in two plain sentences when the rows hold a standard model (train_eps 0)
+    and an adversarially trained one attacked in the same ball; then what to try next."""
+    def model(eps_nonzero: bool) -> tuple[dict[str, Any], dict[str, Any]] | None:
+        runs = {r["run_id"] for r in rows if r["train_eps"] is not None
+                and (r["train_eps"] > 0) == eps_nonzero}
+        for run_id in sorted(runs):
+            mine = [r for r in rows if r["run_id"] == run_id and r["split"] == "test"]
+            clean = next((r for r in mine if r["attack"] == "none"), None)
+            worst = min((r for r in mine if r["attack"] not in ("none",) and r["eval_eps"]),
+                        key=lambda r: r["accuracy"], default=None)
+            if clean is not None and worst is not None:
+                return clean, worst
+        return None
+
+    standard, robust = model(False), model(True)
+    if standard is None or robust is None or (standard[1]["eval_norm"], standard[1]["eval_eps"]) \
+            != (robust[1]["eval_norm"], robust[1]["eval_eps"]):
+        return []
+    (s_clean, s_worst), (r_clean, r_worst) = standard, robust
+    ball = f"{r_worst['eval_norm']} eps {r_worst['eval_eps']:g}"
+
+    def pct(row: dict[str, Any]) -> str:
+        return f"{100 * row['accuracy']:.1f}%"
+
+    gain = 100 * (r_worst["accuracy"] - s_worst["accuracy"])
+    cost = 100 * (s_clean["accuracy"] - r_clean["accuracy"])
+    return [
+        "",
+        f"Standard training: {pct(s_clean)} of the test images right, {pct(s_worst)} under "
+        f"the strongest attack at {ball}. Adversarial training "
+        f"({r_clean['train_method'] or 'pgd'}, eps {r_clean['train_eps']:g}): {pct(r_clean)} "
+        f"right, {pct(r_worst)} under attack.",
+        f"Robustness gained: {gain:+.1f} points under attack, "
+        + (f"for {cost:.1f} points of standard accuracy given up." if cost > 0 else
+           "with no standard accuracy given up at this scale (the paper's cost appears at "
+           "larger eps and on harder data: specs/paper/)."),
+        "Next: `robustlab dashboard` draws the trade-off; `robustlab report --out report/` "
+        "writes the paper's tables and figures beside these numbers.",
+    ]
+
+
 def _stopped(stop: Any) -> None:
     """SIGTERM/SIGINT ended ``run`` or ``resume`` (exit 128 + signal): say how to go on."""
     which = f"run {stop.run_id}" if stop.run_id else "no run was executing;"
@@ -244,6 +286,8 @@ def _finish(store: Store, executed: Sequence[RunInfo], *, shown: Sequence[RunInf
     rows = fetch_rows(store, run_ids=[r.id for r in shown]) if shown else []
     if rows:
         out.print(to_table(rows, title=title))
+        for line in tradeoff_sentences(rows):
+            out.print(line, markup=False, highlight=False)
     if any(item.status != RunStatus.SUCCEEDED for item in executed):
         raise SystemExit(EXIT_RUN_FAILED)
 
