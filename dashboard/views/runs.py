@@ -1,5 +1,6 @@
 """Runs: every run's status and progress; one run's error, provenance, spec and training curves;
-and a cancel button (the dashboard's one write, through the repository)."""
+a cancel button and a delete button with confirmation (the dashboard's writes, through the
+repository and ``service.deletion``, for members only)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,9 @@ from contract.status import PENDING, RunStatus
 from dashboard import charts, components
 from dashboard.auth import Role, may
 from dashboard.launch import ACCENT
+from service.deletion import delete_runs
 from service.recording import STALE_AFTER_S
+from service.settings import get_settings
 from service.store import queries
 from service.store.repository import Store
 
@@ -79,6 +82,36 @@ def cancel_button(url: str, run: dict[str, Any]) -> None:
                    + (" (cancel requested)" if after.cancel_requested else ""))
 
 
+def delete_button(run: dict[str, Any]) -> None:
+    """Delete a finished run with its results and files, after a confirmation."""
+    if run["status"] in PENDING or not may(Role.MEMBER):
+        return
+    confirming = st.session_state.get("runs_delete_pending") == run["id"]
+    if not confirming:
+        if st.button("Delete this run", key="runs_delete"):
+            st.session_state["runs_delete_pending"] = run["id"]
+            st.rerun()
+        return
+    st.warning(f"Delete run {run['id']} with its results, metrics, artifacts, checkpoints and "
+               "run directory? A checkpoint another run reads is kept.")
+    yes, no = st.columns(2)
+    if no.button("Keep it", key="runs_delete_keep"):
+        st.session_state.pop("runs_delete_pending", None)
+        st.rerun()
+    if yes.button("Yes, delete it", key="runs_delete_confirm", type="primary"):
+        store = Store(components.write_database_url())  # the pages may read as a reader login
+        try:
+            (done,) = delete_runs(store, [run["id"]], settings=get_settings())
+        finally:
+            store.engine.dispose()
+        st.session_state.pop("runs_delete_pending", None)
+        st.cache_data.clear()
+        st.success(f"Run {done.run_id} deleted ({done.files_removed} file(s) removed).")
+        for path in done.kept:
+            st.info("Kept a checkpoint another run reads:")
+            st.code(path, language=None)
+
+
 def curves(url: str, run_id: str) -> None:
     """Training curves (metrics logged at several steps, one line per tag set, one panel per
     metric); single values as a table."""
@@ -110,6 +143,7 @@ def run_detail(url: str, run_id: str) -> None:
                    f"{STALE_AFTER_S:.0f} s or more, so its process is gone. "
                    f"`robustlab resume {run['id']}` continues it from its last checkpoint.")
     cancel_button(url, run)
+    delete_button(run)
     if run["error"]:
         # The error can carry user text (a dataset path, a spec value): shown as code, never
         # read as Markdown (an image link in it would make the browser fetch it).

@@ -24,7 +24,7 @@ from dashboard import components, submission
 from service.settings import get_settings
 from service.store import queries
 from service.store.migrate import upgrade
-from service.store.repository import Store
+from service.store.repository import RunNotFound, Store
 from tests.dashboard.conftest import REPO, point_settings_at
 from tests.dashboard.seed import FAILURE, Seeded
 from tests.dashboard.test_submission import BAD, GOOD, closed_port
@@ -125,6 +125,36 @@ def test_cancel_from_the_runs_page(fresh_seeded: Seeded, monkeypatch: pytest.Mon
     rerun(at)
     assert "runs_cancel" not in [b.key for b in at.button]
     assert any("Cancellation requested" in i for i in texts(at.info))
+
+
+def test_delete_from_the_runs_page_asks_first(fresh_seeded: Seeded,
+                                              monkeypatch: pytest.MonkeyPatch,
+                                              tmp_path: Path) -> None:
+    point_settings_at(monkeypatch, fresh_seeded, tmp_path / "runs")
+    at = open_page("runs")
+    at.selectbox(key="runs_run").set_value(fresh_seeded.running)
+    rerun(at)
+    assert "runs_delete" not in [b.key for b in at.button]  # a running run: cancel it first
+    at.selectbox(key="runs_run").set_value(fresh_seeded.failed)
+    rerun(at)
+    at.button(key="runs_delete").click()
+    rerun(at)
+    assert any("Delete run" in w for w in texts(at.warning))
+    at.button(key="runs_delete_keep").click()
+    rerun(at)
+    store = Store(fresh_seeded.url)
+    try:
+        assert store.get_run(fresh_seeded.failed).status == "failed"  # kept
+        at.button(key="runs_delete").click()
+        rerun(at)
+        at.button(key="runs_delete_confirm").click()
+        rerun(at)
+        assert any("deleted" in s for s in texts(at.success))
+        with pytest.raises(RunNotFound):
+            store.get_run(fresh_seeded.failed)
+        assert store.get_run(fresh_seeded.running).status == "running"
+    finally:
+        store.close()
 
 
 def test_submit_validates_a_spec_picked_from_specs(dashboard_env: Seeded) -> None:
