@@ -37,6 +37,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from contract.errors import Refusal
 from contract.records import Cancelled
 from contract.specs.training import AdversaryConfig, TrainingConfig
 from workers.science.checkpoints import (
@@ -132,11 +133,17 @@ class _Totals:
         self.clean_correct = self.adv_correct = 0
         self.n = self.clean_n = self.adv_n = 0
         self._loss = torch.zeros((), device=device)
+        self._first_bad = torch.full((), -1, device=device, dtype=torch.int64)
+        """The first step whose loss was NaN or infinite (-1: none), kept on the device."""
         self._clean = torch.zeros((), device=device, dtype=torch.int64)
         self._adv = torch.zeros((), device=device, dtype=torch.int64)
 
-    def add(self, batch: BatchLoss, n: int) -> None:
-        """Accumulate one batch without waiting for the device."""
+    def add(self, batch: BatchLoss, n: int, step: int) -> None:
+        """Accumulate one batch without waiting for the device (a non-finite loss is noted by
+        its step, on the device, and raised at the next ``sync``)."""
+        bad = ~torch.isfinite(batch.loss.detach())
+        self._first_bad = torch.where(bad & (self._first_bad < 0),
+                                      torch.full_like(self._first_bad, step), self._first_bad)
         self._loss += batch.losses.sum()
         self.n += n
         if batch.clean_hits is not None:
@@ -145,6 +152,11 @@ class _Totals:
         if batch.adv_hits is not None:
             self._adv += batch.adv_hits.sum()
             self.adv_n += n
+
+    def first_bad_step(self) -> int | None:
+        """The first step (from 1) of the epoch whose loss was not finite, if any (a sync)."""
+        step = int(self._first_bad)
+        return step if step >= 0 else None
 
     def sync(self) -> None:
         """Move the device sums into Python numbers (float32 sums stay short, hence exact enough)."""
@@ -212,14 +224,30 @@ def _train_epoch(run: _Run, loader: DataLoader, method: TrainingMethod, setup: B
         if run.world.distributed:  # DDP averages over ranks: weigh this rank by its share
             loss = loss * (len(y) * run.world.size / sizes[index])
         run.precision.step(loss, run.optimizer)
-        totals.add(batch, len(y))
+        totals.add(batch, len(y), index + 1)
         if (index + 1) % METRIC_SYNC_EVERY == 0:
+            _check_finite(totals, epoch, run.precision)
             totals.sync()
         if run.hooks.on_batch is not None:
             run.hooks.on_batch(epoch, index + 1, n_batches)
+    _check_finite(totals, epoch, run.precision)
     totals.sync()
     totals.reduce(run.world, run.device)
     return totals
+
+
+class NonFiniteLoss(Refusal):
+    """The training loss became NaN or infinite: the run stops, saying where and what to try."""
+
+
+def _check_finite(totals: _Totals, epoch: int, precision: Precision) -> None:
+    """Raise ``NonFiniteLoss`` naming the epoch and step when a loss so far was not finite."""
+    step = totals.first_bad_step()
+    if step is None:
+        return
+    hint = ("; under amp: fp16, try amp: bf16 or off, or a smaller learning rate"
+            if precision.dtype == torch.float16 else "; try a smaller learning rate")
+    raise NonFiniteLoss(f"loss became NaN at epoch {epoch + 1}, step {step}{hint}")
 
 
 def _batch_setup(adversary: AdversaryConfig, eps: float, precision: Precision,
