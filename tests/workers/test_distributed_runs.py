@@ -14,6 +14,7 @@ import os
 import signal
 import subprocess
 import time
+import uuid
 from collections import Counter
 from pathlib import Path
 
@@ -180,6 +181,8 @@ def test_a_batch_the_world_size_does_not_divide_fails_in_one_line(
 def test_a_worker_runs_a_queued_run_over_two_processes(
         lab: tuple[Path, dict[str, str], Store]) -> None:
     tmp, env, store = lab
+    # A queue of its own: no other worker on this Redis (another test run) can take the run.
+    env = {**env, "ROBUSTLAB_DEFAULT_QUEUE": f"distributed-{uuid.uuid4().hex[:8]}"}
     flush_redis(env["ROBUSTLAB_BROKER_URL"])
     processes = Processes(tmp, env)
     try:
