@@ -95,6 +95,31 @@ PGD_STEP_FACTOR = 5.0
 """Evaluation PGD's default step size is this times eps / steps (see ``PGDAttack.step_size``)."""
 
 
+class _NamedVariant(AttackSpec):
+    """An attack of AutoAttack's reference code (APGD, FAB): rows named by its ``variant``
+    (apgd-ce, apgd-t, fab-t, ...), targeted runs over ``n_target_classes`` classes."""
+
+    if TYPE_CHECKING:  # declared by each subclass with its own default and description
+        steps: int
+        restarts: int
+        targeted: bool
+        n_target_classes: int
+
+    @property
+    def variant(self) -> str:
+        raise NotImplementedError
+
+    def label(self) -> str:
+        return f"{super().label()} {self.variant} steps={self.steps}"
+
+    def record_fields(self) -> dict[str, Any]:
+        return {**super().record_fields(), "steps": self.steps, "restarts": self.restarts,
+                "variant": self.variant, "details": {"n_target_classes": self.n_target_classes}}
+
+    def target_count(self) -> int | None:
+        return self.n_target_classes if self.targeted else None
+
+
 class PGDAttack(AttackSpec):
     """Projected gradient descent (Madry et al. 2018) inside an l_inf or l_2 ball in [0, 1]."""
 
@@ -137,7 +162,6 @@ class PGDAttack(AttackSpec):
         return self.norm == "linf" and self.eps > 0
 
 
-
 class FGSMAttack(AttackSpec):
     """Fast gradient sign method (Goodfellow et al. 2015), one l_inf step of size eps."""
 
@@ -162,7 +186,7 @@ class ExactLinearAttack(AttackSpec):
     eps: Eps
 
 
-class APGDAttack(AttackSpec):
+class APGDAttack(_NamedVariant):
     """Auto-PGD (Croce & Hein 2020): PGD with momentum and a step size that adapts per example.
 
     The step starts at 2 * eps and halves at checkpoints where the loss stopped rising; there is
@@ -196,19 +220,8 @@ class APGDAttack(AttackSpec):
         """The reference's name of this configuration: apgd-ce, apgd-dlr or apgd-t."""
         return "apgd-t" if self.targeted else f"apgd-{self.loss}"
 
-    def label(self) -> str:
-        return f"{super().label()} {self.variant} steps={self.steps}"
 
-    def record_fields(self) -> dict[str, Any]:
-        return {**super().record_fields(), "steps": self.steps, "restarts": self.restarts,
-                "variant": self.variant, "details": {"n_target_classes": self.n_target_classes}}
-
-    def target_count(self) -> int | None:
-        return self.n_target_classes if self.targeted else None
-
-
-
-class FABAttack(AttackSpec):
+class FABAttack(_NamedVariant):
     """FAB (Croce & Hein 2020), a minimum-norm attack; targeted (FAB-T) by default.
 
     Success at ``eps`` means the smallest adversarial perturbation it finds is at most ``eps``.
@@ -235,17 +248,6 @@ class FABAttack(AttackSpec):
     def variant(self) -> str:
         """The reference's name of this configuration: fab-t or fab."""
         return "fab-t" if self.targeted else "fab"
-
-    def label(self) -> str:
-        return f"{super().label()} {self.variant} steps={self.steps}"
-
-    def record_fields(self) -> dict[str, Any]:
-        return {**super().record_fields(), "steps": self.steps, "restarts": self.restarts,
-                "variant": self.variant, "details": {"n_target_classes": self.n_target_classes}}
-
-    def target_count(self) -> int | None:
-        return self.n_target_classes if self.targeted else None
-
 
 
 class SquareAttack(AttackSpec):
