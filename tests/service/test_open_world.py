@@ -69,21 +69,30 @@ quadrants = open_world_plugin:load_quadrants
 """
 
 
-@pytest.fixture
-def lab(tmp_path: Path) -> tuple[Path, dict[str, str]]:
-    """A migrated working directory and an environment in which the plugin is installed."""
+def installed_lab(tmp_path: Path, distribution: str, modules: dict[str, str],
+                  entry_points: str) -> tuple[Path, dict[str, str]]:
+    """A migrated working directory and an environment in which ``distribution`` is installed
+    as pip would leave it: its ``modules`` and a ``*.dist-info`` with ``entry_points``."""
     site = tmp_path / "site"
-    info = site / "open_world_plugin-0.1.dist-info"
+    info = site / f"{distribution}-0.1.dist-info"
     info.mkdir(parents=True)
-    (site / "open_world_plugin.py").write_text(PLUGIN)
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: open-world-plugin\nVersion: 0.1\n")
-    (info / "entry_points.txt").write_text(ENTRY_POINTS)
+    for name, source in modules.items():
+        (site / f"{name}.py").write_text(source)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {distribution}\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text(entry_points)
     env = {k: v for k, v in os.environ.items() if not k.startswith("ROBUSTLAB_")}
     env["PYTHONPATH"] = os.pathsep.join([str(site), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     work = tmp_path / "work"
     work.mkdir()
     robustlab("db", "upgrade", cwd=work, env=env, check=True)
     return work, env
+
+
+@pytest.fixture
+def lab(tmp_path: Path) -> tuple[Path, dict[str, str]]:
+    """A migrated working directory and an environment in which the plugin is installed."""
+    return installed_lab(tmp_path, "open_world_plugin", {"open_world_plugin": PLUGIN},
+                         ENTRY_POINTS)
 
 
 def write(path: Path, text: str) -> Path:

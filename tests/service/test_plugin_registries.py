@@ -9,7 +9,6 @@ evaluates); its training method is a function named by the entry point.
 from __future__ import annotations
 
 import json
-import os
 import textwrap
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import pytest
 
 from tests.service.test_cli import robustlab
 from tests.service.test_open_world import PLUGIN as MODELS_AND_DATA
+from tests.service.test_open_world import installed_lab
 
 ATTACK_SPEC = '''
 """The spec of a toy attack: torch-free, as validation imports it."""
@@ -89,20 +89,9 @@ noise_aug = toy_lab_science:noise_augmentation
 @pytest.fixture
 def lab(tmp_path: Path) -> tuple[Path, dict[str, str]]:
     """A migrated working directory and an environment in which the toy package is installed."""
-    site = tmp_path / "site"
-    info = site / "toy_lab-0.1.dist-info"
-    info.mkdir(parents=True)
-    (site / "toy_lab_models.py").write_text(MODELS_AND_DATA)
-    (site / "toy_lab_attack.py").write_text(ATTACK_SPEC)
-    (site / "toy_lab_science.py").write_text(SCIENCE)
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: toy-lab\nVersion: 0.1\n")
-    (info / "entry_points.txt").write_text(ENTRY_POINTS)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ROBUSTLAB_")}
-    env["PYTHONPATH"] = os.pathsep.join([str(site), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    work = tmp_path / "work"
-    work.mkdir()
-    robustlab("db", "upgrade", cwd=work, env=env, check=True)
-    return work, env
+    return installed_lab(tmp_path, "toy_lab", {"toy_lab_models": MODELS_AND_DATA,
+                                               "toy_lab_attack": ATTACK_SPEC,
+                                               "toy_lab_science": SCIENCE}, ENTRY_POINTS)
 
 
 def write(path: Path, text: str) -> Path:
