@@ -79,6 +79,18 @@ class EvaluationRecord:
         type="str", length=120, default="",
         doc="distinguishes otherwise identical rows ('apgd-t', 'transfer:svm->logistic', "
         "'topk=50')")
+    checkpoint: str = result_field(
+        type="str", length=8, default="final",
+        doc="the weights evaluated: 'final' (the last epoch's) or 'best' (the epoch that "
+        "training.select chose on the validation split)")
+    dataset_hash: str | None = result_field(
+        type="str", length=64, default=None, table=False,
+        doc="content hash of the dataset the examples come from; null on rows older than "
+        "0006 (treated as unpaired)")
+    examples_hash: str | None = result_field(
+        type="str", length=64, default=None, table=False,
+        doc="hash of the example indices evaluated, in order: rows with the same "
+        "dataset_hash, split and examples_hash scored the same examples (paired)")
     per_example: bytes | None = None
     checks: dict[str, Any] = field(default_factory=dict)
     details: dict[str, Any] = field(default_factory=dict)
@@ -89,7 +101,7 @@ class EvaluationRecord:
             self.model, self.dataset, self.split, self.train_norm, self.train_eps,
             self.eval_norm, self.eval_eps, self.attack, self.steps, self.step_size,
             self.restarts, self.variant,
-        )
+        ) + ("" if self.checkpoint == "final" else f"|{self.checkpoint}")
 
     @property
     def checks_passed(self) -> bool | None:

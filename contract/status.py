@@ -50,3 +50,10 @@ def check_constraint_sql(column: str = "status") -> str:
     """
     values = ", ".join(f"'{status.value}'" for status in RunStatus)
     return f"{column} IN ({values})"
+
+
+def pending_sql(column: str = "status") -> str:
+    """``status IN ('queued', 'running')``: the condition of the partial unique index that keeps
+    one active run per cell (migration 0006 spells the same text)."""
+    values = ", ".join(f"'{status.value}'" for status in RunStatus if status in PENDING)
+    return f"{column} IN ({values})"

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import socket
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -176,11 +177,14 @@ def launch_runs(store: Store, run_ids: Sequence[str], launch: Launch, *,
 def describe_failure(failures: dict[int, Any]) -> tuple[int, str]:
     """The rank that failed first, and one line saying how (a signal, an exit code, its
     error)."""
-    # Rank 0 leaving with EXIT_RUN_ENDED is a consequence (its run already ended, failed or
-    # cancelled, and says why); a rank killed or crashed is the cause. Ties in time are common
-    # (failures are stamped when torchrun notices them), so the cause is looked for first.
+    # Two exits are consequences, never causes: rank 0 leaving with EXIT_RUN_ENDED (its run
+    # already ended, failed or cancelled, and says why), and SIGTERM, which torchrun sends the
+    # surviving ranks once one failed (and records as failures too). Failures are stamped in
+    # whole seconds when torchrun notices them, so ties are common: the cause is looked for
+    # first, the time only breaks ties between causes.
     rank, first = min(failures.items(), key=lambda item: (
-        item[1].exitcode == EXIT_RUN_ENDED, item[1].timestamp, item[0]))
+        item[1].exitcode == EXIT_RUN_ENDED, item[1].exitcode == -signal.SIGTERM,
+        item[1].timestamp, item[0]))
     how = (f"was killed by {first.signal_name()}" if first.exitcode < 0
            else f"exited with code {first.exitcode}")
     message = first.message if isinstance(first.message, str) else ""

@@ -157,7 +157,8 @@ def run_metrics(run: RunInfo, metrics: Iterable[MetricInfo],
     """
     fallback = _millis(run.finished_at or run.started_at or run.created_at) or 0
     out = [Metric(folded_metric_key(m.name, m.tags), float(m.value),
-                  _millis(m.created_at) or fallback, int(m.step)) for m in metrics]
+                  _millis(m.created_at) or fallback, int(m.step)) for m in metrics
+           if m.value is not None]  # null: NaN or infinite when measured, which MLflow refuses
     seen: dict[str, int] = {}
     for row in results:
         key = evaluation_key(row)

@@ -92,7 +92,11 @@ def record(loaded: LoadedSpec, store: Store, *, queue: str | None = None,
     if new:
         store.add_spec(spec_id, spec.name, spec.kind, loaded.source_path, loaded.source_yaml,
                        spec.model_dump(mode="json"))
-        runs = store.add_runs(spec_id, new)
+        recorded = store.add_runs(spec_id, new)
+        # A racing caller recorded some of these cells first: those come back as its runs.
+        planned_ids = {cell.id for cell in new}
+        runs = [run for run in recorded if run.id in planned_ids]
+        pending += [run for run in recorded if run.id not in planned_ids]
     return Recorded(spec_id, runs, done, pending)
 
 

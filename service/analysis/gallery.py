@@ -247,7 +247,7 @@ def measured(metrics: Iterable[MetricFacts], labels: dict[str, ModelLabel]) -> l
     groups: dict[tuple[ModelLabel, Attack], list[float]] = defaultdict(list)
     for metric in metrics:
         model = model_of(metric.tags, labels)
-        if model is not None:
+        if model is not None and metric.value is not None:  # null: NaN when measured
             groups[(model, attack_of(metric.tags))].append(metric.value)
     return [Measured(model, attack, sum(values) / len(values), len(values))
             for (model, attack), values in sorted(

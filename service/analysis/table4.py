@@ -64,7 +64,7 @@ def table4_rows(rows: Sequence[Row], metrics: Sequence[MetricFacts],
         weight = metric_value(named(own, "weight_l1"), train_eps=float(train_eps))
         low = next(((m.value, m.tags["threshold"])
                     for m in named(own, "low_correlation_weight_fraction")
-                    if "threshold" in m.tags
+                    if "threshold" in m.tags and m.value is not None
                     and tag_matches(m.tags.get("train_eps"), float(train_eps))), None)
         result.append(Table4Row(training, train_eps, (std_train, std_test, adv_train, adv_test),
                                 n_test, weight, low, run_id))

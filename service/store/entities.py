@@ -121,6 +121,7 @@ class MetricInfo:
     key: str
     name: str
     step: int
-    value: float
+    value: float | None
+    """Null where the science reported NaN or an infinity."""
     tags: dict[str, Any]
     created_at: datetime

@@ -27,11 +27,12 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     func,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from contract.columns import STORED_COLUMNS, ResultColumn
-from contract.status import RunStatus, check_constraint_sql
+from contract.status import RunStatus, check_constraint_sql, pending_sql
 
 RUN_STATUSES = tuple(status.value for status in RunStatus)
 """The status values in order, for callers that want plain strings (``RunStatus`` defines them)."""
@@ -77,6 +78,8 @@ class Run(Base):
         CheckConstraint(check_constraint_sql("status"), name="status"),
         CheckConstraint("progress >= 0 AND progress <= 1", name="progress_range"),
         Index("ix_runs_experiment_status", "experiment", "status"),
+        Index("ix_runs_active_cell", "spec_hash", unique=True,
+              sqlite_where=text(pending_sql()), postgresql_where=text(pending_sql())),
     )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
@@ -166,7 +169,8 @@ class Metric(Base):
     key: Mapped[str] = mapped_column(String(400))
     name: Mapped[str] = mapped_column(String(120), index=True)
     step: Mapped[int] = mapped_column(Integer, default=0)
-    value: Mapped[float] = mapped_column(Float)
+    value: Mapped[float | None] = mapped_column(Float)
+    """Null where the science reported NaN or an infinity (never raised mid-write)."""
     tags: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 

@@ -14,12 +14,12 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-from sqlalchemy import Engine, Select, delete, func, select, update
+from sqlalchemy import Engine, Select, delete, func, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from contract.records import ArtifactRecord, CheckpointRecord, EvaluationRecord, MetricRecord
-from contract.status import TERMINAL, RunStatus
+from contract.status import PENDING, TERMINAL, RunStatus, pending_sql
 from service.settings import Settings, get_settings
 from service.store.entities import ArtifactInfo, CheckpointInfo, MetricInfo, NewRun, RunInfo
 from service.store.migrate import check_schema
@@ -62,10 +62,16 @@ from service.store.session import (
 from service.store.storage import LocalStorage, Storage
 from service.store.submitter import current_submitter
 
-__all__ = ["DatabaseUnavailable", "RunNotFound", "SchemaOutOfDate", "Store", "StoreError"]
+__all__ = ["CellBusy", "DatabaseUnavailable", "RunNotFound", "SchemaOutOfDate", "Store",
+           "StoreError"]
 """The store and the errors it raises (``service.store.session``'s, mapped from the database's)."""
 
 T = TypeVar("T")
+
+
+class CellBusy(StoreError):
+    """A run would become queued or running while another run of its cell is (at most one
+    active run per cell: ``ix_runs_active_cell``)."""
 
 
 
@@ -115,20 +121,43 @@ class Store:
         self._run(work)
 
     def add_runs(self, spec_id: str, runs: Sequence[NewRun]) -> list[RunInfo]:
-        """Record queued runs of a spec, all in one transaction: all of them or none."""
+        """Record queued runs of a spec in one transaction; each comes back as the run now
+        active for its cell.
+
+        At most one run per cell (``spec_hash``) is queued or running, whatever the
+        concurrency: the insert of a cell that already has one does nothing (the partial
+        unique index ``ix_runs_active_cell`` decides, not a check-then-insert), and that
+        active run is returned in the new run's place, so a caller tells "recorded" from
+        "already there" by the id. Any other conflict (an id taken) records none of them.
+        """
         created_at = now()
+        submitter = current_submitter()
 
         def work(session: Session) -> list[RunInfo]:
-            rows = [Run(id=run.id, spec_id=spec_id, experiment=run.experiment, kind=run.kind,
-                        cell=run.cell, params=run.params, resolved_spec=run.resolved_spec,
-                        spec_hash=run.spec_hash, seed=run.seed, queue=run.queue,
-                        status=RunStatus.QUEUED.value, progress=0.0, attempts=0, cancel_requested=False,
-                        package_versions={}, provenance={}, created_at=created_at,
-                        submitted_by=run.submitted_by or current_submitter())
-                    for run in runs]
-            session.add_all(rows)
+            ids = []
+            for run in runs:
+                values = dict(
+                    id=run.id, spec_id=spec_id, experiment=run.experiment, kind=run.kind,
+                    cell=run.cell, params=run.params, resolved_spec=run.resolved_spec,
+                    spec_hash=run.spec_hash, seed=run.seed, queue=run.queue,
+                    status=RunStatus.QUEUED.value, progress=0.0, attempts=0,
+                    cancel_requested=False, package_versions={}, provenance={},
+                    created_at=created_at, submitted_by=run.submitted_by or submitter)
+                statement = self._insert(Run).values(values).on_conflict_do_nothing(
+                    index_elements=["spec_hash"], index_where=text(pending_sql()),
+                ).returning(Run.id)
+                if session.execute(statement).scalar_one_or_none() is not None:
+                    ids.append(run.id)
+                    continue
+                active = session.scalars(select(Run.id).where(
+                    Run.spec_hash == run.spec_hash,
+                    Run.status.in_([status.value for status in PENDING]))).first()
+                if active is None:  # it ended between the two statements: record this one
+                    session.execute(self._insert(Run).values(values))
+                    active = run.id
+                ids.append(active)
             session.flush()
-            return [info(RunInfo, row) for row in rows]
+            return [info(RunInfo, session.get(Run, run_id)) for run_id in ids]
 
         return self._run(work)
 
@@ -444,7 +473,14 @@ class Store:
 
     def _update_run(self, run_id: str, values: dict[str, Any]) -> RunInfo:
         def work(session: Session) -> RunInfo:
-            ensure_run(session, run_id)
+            row = ensure_run(session, run_id)
+            if values.get("status") in PENDING:
+                other = session.scalars(select(Run.id).where(
+                    Run.spec_hash == row.spec_hash, Run.id != row.id,
+                    Run.status.in_([status.value for status in PENDING]))).first()
+                if other is not None:  # the index would refuse it; say why in one line
+                    raise CellBusy(f"run {other} of the same cell is already queued or "
+                                   f"running; cancel it first or wait for it (run {row.id})")
             session.execute(update(Run).where(Run.id == run_id).values(values)
                             .execution_options(synchronize_session=False))
             return info(RunInfo, refreshed(session, run_id))

@@ -35,16 +35,32 @@ COLUMN_ATTRIBUTES = {"metadata": "meta"}
 """Info fields whose ORM attribute has another name (``metadata`` is reserved by SQLAlchemy)."""
 
 
+def finite(value: Any) -> Any:
+    """``value`` with every NaN or infinite float (also inside lists and dicts) as None.
+
+    A non-finite number is stored as null, never raised mid-write: PostgreSQL's JSON refuses
+    ``NaN``, and a failed write would leave the run 'running' with nothing behind it.
+    """
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite(item) for item in value]
+    return value
+
+
 def evaluation_values(run_id: str, record: EvaluationRecord) -> dict[str, Any]:
     """The ``evaluations`` row of a record: its identity, every stored result column, the rest."""
-    values = {column.name: getattr(record, column.name) for column in STORED_COLUMNS}
-    return {"run_id": run_id, "key": record.key, **values, "checks": record.checks,
-            "details": record.details, "per_example": record.per_example}
+    values = {column.name: finite(getattr(record, column.name)) for column in STORED_COLUMNS}
+    return {"run_id": run_id, "key": record.key, **values, "checks": finite(record.checks),
+            "details": finite(record.details), "per_example": record.per_example}
 
 
 def metric_values(run_id: str, record: MetricRecord) -> dict[str, Any]:
+    """A metric's row; a NaN or infinite value becomes null (``finite``)."""
     return {"run_id": run_id, "key": record.key, "name": record.name, "step": record.step,
-            "value": record.value, "tags": record.tags}
+            "value": finite(float(record.value)), "tags": finite(record.tags)}
 
 
 def checkpoint_values(run_id: str | None, record: CheckpointRecord) -> dict[str, Any]:

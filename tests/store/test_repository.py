@@ -61,10 +61,22 @@ def test_add_spec_is_idempotent_and_add_runs_all_or_nothing(store: Store) -> Non
     record_runs(store, "e1", cells=2)
     store.add_spec("spec-e1", "e1", "theory", None, "kind: theory\n", {"kind": "theory"})
     assert _count(store, "specs") == 1
-    clashing = new_runs("e2", 2, prefix="new") + new_runs("e2", 1, prefix="run")  # run0000 exists
+    clashing = new_runs("e2", 2, prefix="new") + new_runs("e3", 1, prefix="run")  # run0000 exists
     with pytest.raises(StoreError):
         store.add_runs("spec-e1", clashing)
     assert _count(store, "runs") == 2, "a failed batch must record none of its runs"
+
+
+def test_a_cell_with_an_active_run_gets_that_run_back_not_a_second(store: Store) -> None:
+    first = record_runs(store, "e1", cells=2)
+    again = store.add_runs("spec-e1", new_runs("e1", 3, prefix="again"))
+    assert [run.id for run in again] == [first[0].id, first[1].id, "again0002"]
+    assert _count(store, "runs") == 3
+    store.finish_run(first[0].id, "failed", error="boom")
+    (retry,) = store.add_runs("spec-e1", new_runs("e1", 1, prefix="retry"))
+    assert retry.id == "retry0000" and retry.status == "queued"  # a failed cell runs again
+    with pytest.raises(StoreError, match="already queued or running"):
+        store.set_status(first[0].id, "queued")  # resuming it would make two active runs
 
 
 def test_evaluation_round_trips_and_upserts_without_duplicates(store: Store) -> None:
