@@ -46,6 +46,10 @@ class EvaluationRecord:
     """
 
     model: str = result_field(type="str", length=64, doc="the architecture evaluated")
+    checkpoint: str = result_field(
+        type="str", length=8, default="final",
+        doc="the weights evaluated: 'final' (the last epoch's) or 'best' (the epoch that "
+        "training.select chose on the validation split)")
     dataset: str = result_field(type="str", length=64, doc="the dataset evaluated on")
     split: str = result_field(type="str", length=16, default="test",
                               doc="the split evaluated: test or train")
@@ -79,10 +83,6 @@ class EvaluationRecord:
         type="str", length=120, default="",
         doc="distinguishes otherwise identical rows ('apgd-t', 'transfer:svm->logistic', "
         "'topk=50')")
-    checkpoint: str = result_field(
-        type="str", length=8, default="final",
-        doc="the weights evaluated: 'final' (the last epoch's) or 'best' (the epoch that "
-        "training.select chose on the validation split)")
     dataset_hash: str | None = result_field(
         type="str", length=64, default=None, table=False,
         doc="content hash of the dataset the examples come from; null on rows older than "
