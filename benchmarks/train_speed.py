@@ -50,8 +50,13 @@ from workers.science.datasets import ImageTensorDataset, load_dataset
 from workers.science.models import build_model
 from workers.science.training import TrainHooks, train
 
-EPS = {"mnist_cnn": 0.3, "cifar_resnet": 8 / 255}
-DATASET = {"mnist_cnn": "fashion_mnist", "cifar_resnet": "cifar10"}
+EPS = {"mnist_cnn": 0.3, "cifar_resnet": 8 / 255, "preact_resnet18": 8 / 255,
+       "wide_resnet": 8 / 255}
+DATASET = {"mnist_cnn": "fashion_mnist", "cifar_resnet": "cifar10", "preact_resnet18": "cifar10",
+           "wide_resnet": "cifar10"}
+KWARGS: dict[str, dict[str, object]] = {"wide_resnet": {"depth": 16, "widen_factor": 4}}
+"""The field's models at a CPU-sized scale: WRN-16-4 stands in for WRN-34-10 (the same blocks,
+fewer and narrower; the cost per parameter is what the floor compares)."""
 METHODS = ("pgd", "trades", "fgsm_rs")
 
 
@@ -71,7 +76,7 @@ class Row:
 
 
 def make_data(arch: str, examples: int, data_dir: Path | None) -> ImageTensorDataset:
-    """Real Fashion-MNIST images for mnist_cnn; random CIFAR-shaped images for cifar_resnet."""
+    """Real Fashion-MNIST images for mnist_cnn; random CIFAR-shaped images for the others."""
     if arch == "mnist_cnn":
         root = data_dir or Path(tempfile.mkdtemp(prefix="train-speed-"))
         if not (root / "fashion_mnist").is_dir():
@@ -87,7 +92,7 @@ def make_data(arch: str, examples: int, data_dir: Path | None) -> ImageTensorDat
 
 def fresh_model(arch: str, device: torch.device) -> nn.Module:
     torch.manual_seed(0)
-    return build_model(arch, 10, dataset=DATASET[arch]).to(device)
+    return build_model(arch, 10, dataset=DATASET[arch], kwargs=KWARGS.get(arch)).to(device)
 
 
 def optimizer_of(model: nn.Module) -> torch.optim.Optimizer:

@@ -2,7 +2,7 @@
 
 ``collect`` (``inputs``) reads the succeeded runs through ``Store``; ``build_report`` turns
 them into sections, one module each (``theory``, ``figure1``, ``evaluations``, ``table4``,
-``galleries``), whose numbers and claim verdicts come from ``service.analysis`` (the dashboard reads the same);
+``galleries``, ``overfitting``), whose numbers and claim verdicts come from ``service.analysis`` (the dashboard reads the same);
 ``render`` formats them (Markdown, LaTeX via ``service.results.latex_tabular``, PNGs with
 matplotlib's Agg canvas); ``write_report`` (``document``) writes the Markdown,
 ``figures/*.png`` and ``tables/*.tex``. The paper's printed numbers live in
@@ -23,6 +23,7 @@ from service.report.evaluations import evaluations_section
 from service.report.figure1 import figure1_section
 from service.report.galleries import GALLERIES, gallery_section
 from service.report.inputs import ReportInputs, collect
+from service.report.overfitting import overfitting_section
 from service.report.table4 import table4_section
 from service.report.theory import theory_section
 from service.store.repository import Store
@@ -34,12 +35,14 @@ __all__ = ["Report", "ReportInputs", "Section", "build_report", "collect", "gene
 def build_report(inputs: ReportInputs, now: datetime | None = None) -> Report:
     """Every section, in the paper's order."""
     evaluations = evaluations_section(inputs)
+    overfitting = overfitting_section(inputs)
     sections = [
         theory_section(inputs),
         figure1_section(inputs),
         *([evaluations] if evaluations else []),
         table4_section(inputs),
         *(gallery_section(inputs, gallery) for gallery in GALLERIES),
+        *([overfitting] if overfitting else []),
     ]
     return Report(sections, inputs, now or datetime.now(UTC))
 

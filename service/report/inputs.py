@@ -14,10 +14,11 @@ from service.store.repository import Store
 
 REPORT_METRICS = (
     "weight_x1", "weight_rest_l1", "weight_l1", "low_correlation_weight_fraction",
-    "target_agreement", "gradient_edge_alignment",
+    "target_agreement", "gradient_edge_alignment", "val_accuracy", "val_robust_accuracy",
 )
 """The only metrics the report reads (closed forms and bounds come from ``service.analysis``;
-training curves are in ``robustlab metrics`` and the dashboard)."""
+training curves are in ``robustlab metrics`` and the dashboard, except the validation curves
+of the robust-overfitting section)."""
 
 
 @dataclass(frozen=True)
