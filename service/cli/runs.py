@@ -20,7 +20,7 @@ from service.deletion import DeletionRefused, delete_runs, parse_age, prunable
 from service.recording import is_stale, shown_duration_s, shown_status
 from service.results import fetch_rows, to_table
 from service.settings import get_settings
-from service.store.entities import RunInfo
+from service.store.entities import CheckpointInfo, RunInfo
 from service.store.repository import Store
 
 
@@ -106,6 +106,7 @@ def runs_show(run_id: str, fmt: str) -> None:
                           for a in artifacts],
             "checkpoints": [{"epoch": c.epoch, "path": c.path, "final": c.final}
                             for c in checkpoints],
+            "selected": selected(item, checkpoints),
         }
         click.echo(jsonout.dumps(data))
         return
@@ -127,6 +128,22 @@ def runs_show(run_id: str, fmt: str) -> None:
     for checkpoint in checkpoints:
         out.print(f"checkpoint epoch {checkpoint.epoch:<4} {checkpoint.path}"
                   + (" (final)" if checkpoint.final else ""))
+    chosen = selected(item, checkpoints)
+    if chosen is not None and chosen.get("metric"):
+        out.print(f"[bold]{'selected':>12}[/bold]  {chosen['checkpoint']} checkpoint, epoch "
+                  f"{chosen['epoch']} ({chosen['metric']} {chosen['value']})")
+
+
+def selected(item: RunInfo, checkpoints: Sequence[CheckpointInfo]) -> dict[str, Any] | None:
+    """The checkpoint ``training.select`` chose: ``{checkpoint, epoch, metric, value}`` (a
+    contract). A run that selects ``final`` (every run older than selection too) names its
+    final checkpoint with no metric; a run without checkpoints has none (null)."""
+    if item.provenance.get("selected"):
+        return dict(item.provenance["selected"])
+    final = next((c for c in checkpoints if c.final), None)
+    if final is None:
+        return None
+    return {"checkpoint": "final", "epoch": final.epoch, "metric": None, "value": None}
 
 
 def _confirm(ids: Sequence[str], yes: bool) -> None:

@@ -127,6 +127,7 @@ def test_e1_end_to_end(migrated: Path) -> None:
     shown = json.loads(robustlab("runs", "show", run_id[:6], "--format", "json", cwd=migrated,
                                  check=True).stdout)
     assert shown["id"] == run_id
+    assert shown["selected"] is None  # a theory run has no checkpoint to select
     assert any(a["name"].endswith(".png") for a in shown["artifacts"])
     for artifact in shown["artifacts"]:
         assert (migrated / "artifacts" / artifact["path"]).is_file()
