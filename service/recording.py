@@ -22,8 +22,9 @@ from contract.specs.hashing import spec_hash
 from contract.specs.loading import LoadedSpec
 from contract.specs.sweep import expand
 from contract.status import PENDING, RunStatus
+from service.outage import Outage
 from service.store.entities import NewRun, RunInfo
-from service.store.repository import Store
+from service.store.repository import DatabaseUnavailable, Store
 
 log = logging.getLogger(__name__)
 
@@ -142,21 +143,34 @@ class StoreReporter:
     keys, so the store still upserts and a resumed run leaves no duplicate rows; records held
     when a process dies come after its last checkpoint, so resuming computes them again.
     Cancel checks are throttled to ``interval_s`` too.
+
+    While the database does not answer, everything (checkpoint rows, artifacts, provenance
+    and progress too) is held and the science goes on; the database is asked again every few
+    seconds (``service.outage``), and the first write that succeeds writes it all. Once the
+    outage lasts longer than ``outage_s`` the next call raises ``DatabaseOutage``: the run
+    stops, and ``execute_run`` marks it failed when the database answers.
     """
 
     def __init__(self, store: Store, run_id: str, *, on_progress: ProgressFn | None = None,
-                 interval_s: float = 1.0, max_held: int = 2000) -> None:
+                 interval_s: float = 1.0, max_held: int = 2000,
+                 outage_s: float = 60.0) -> None:
         self.store = store
         self.run_id = run_id
         self.on_progress = on_progress
         self.interval_s = interval_s
         self.max_held = max_held
+        self.outage = Outage(outage_s)
+        self._probe = store.probing()
         self._last_write = 0.0
         self._last_stage: str | None = None
         self._last_cancel_check = 0.0
         self._stop = False
         self._evaluations: dict[str, EvaluationRecord] = {}
         self._metrics: dict[str, MetricRecord] = {}
+        self._checkpoints: list[CheckpointRecord] = []
+        self._artifacts: dict[str, ArtifactRecord] = {}
+        self._facts: dict[str, Any] = {}
+        self._progress: tuple[float, str | None] | None = None
 
     def progress(self, done: float, total: float, stage: str = "") -> None:
         fraction = min(max(done / total, 0.0), 1.0) if total else 0.0
@@ -168,10 +182,18 @@ class StoreReporter:
             self._last_stage = stage
 
     def should_stop(self) -> bool:
+        self.outage.check()
         now = time.monotonic()
-        if not self._stop and now - self._last_cancel_check >= self.interval_s:
+        if self.outage.ongoing:
+            if self.outage.due():  # a science busy without writing still notices it is back
+                self._write()
+            self.outage.check()
+        elif not self._stop and now - self._last_cancel_check >= self.interval_s:
             self._last_cancel_check = now
-            self._stop = self.store.cancel_requested(self.run_id)
+            try:
+                self._stop = self.store.cancel_requested(self.run_id)
+            except DatabaseUnavailable as exc:
+                self.outage.failed(now, exc)
         return self._stop
 
     def evaluation(self, record: EvaluationRecord) -> None:
@@ -183,14 +205,15 @@ class StoreReporter:
         self._flush_if_full()
 
     def artifact(self, record: ArtifactRecord) -> None:
-        self.flush()  # rows first, so an artifact never appears before the numbers it shows
-        self.store.add_artifact(self.run_id, record)
+        self._artifacts[record.name] = record  # written after the rows (``_write``)
+        self.flush()
 
     def checkpoint(self, record: CheckpointRecord) -> None:
         self.flush(checkpoints=[record])
 
     def provenance(self, **facts: Any) -> None:
-        self.store.add_provenance(self.run_id, **facts)
+        self._facts.update(facts)
+        self.flush()
 
     @property
     def held(self) -> int:
@@ -199,13 +222,58 @@ class StoreReporter:
 
     def flush(self, *, checkpoints: Sequence[CheckpointRecord] = (),
               progress: tuple[float, str | None] | None = None) -> None:
-        """Write every held record (and ``checkpoints``, ``progress``) in one transaction."""
-        self.store.write_records(self.run_id, evaluations=list(self._evaluations.values()),
-                                 metrics=list(self._metrics.values()), checkpoints=checkpoints,
-                                 progress=progress)
-        self._evaluations.clear()
-        self._metrics.clear()
+        """Write every held record (and ``checkpoints``, ``progress``) in one transaction.
+
+        While the database is unreachable this holds them instead (``drain`` waits for it),
+        and raises ``DatabaseOutage`` once the outage lasted longer than ``outage_s``.
+        """
+        self._checkpoints.extend(checkpoints)
+        if progress is not None:
+            self._progress = progress
+        if self.outage.due():
+            self._write()
+        self.outage.check()
+
+    def drain(self, *, limit: bool = True) -> None:
+        """Write everything held, waiting for an unreachable database: within ``outage_s``
+        (else ``DatabaseOutage``), or, with ``limit=False``, as long as it takes."""
+        while not self._write():
+            if limit:
+                self.outage.check()
+            time.sleep(self.outage.probe_every_s)
+
+    def _holding(self) -> bool:
+        return bool(self.held or self._checkpoints or self._artifacts or self._facts
+                    or self._progress is not None)
+
+    def _write(self) -> bool:
+        """Try to write everything held: rows first (one transaction), then artifacts, so an
+        artifact never appears before the numbers it shows. False if the database is down."""
+        store = self._probe if self.outage.ongoing else self.store
+        started = time.monotonic()
+        try:
+            if self.outage.ongoing and not self._holding():  # a round trip all the same
+                self._stop = store.cancel_requested(self.run_id) or self._stop
+            store.write_records(self.run_id, evaluations=list(self._evaluations.values()),
+                                metrics=list(self._metrics.values()),
+                                checkpoints=self._checkpoints, progress=self._progress)
+            self._evaluations.clear()
+            self._metrics.clear()
+            self._checkpoints = []
+            self._progress = None
+            while self._artifacts:
+                name, record = next(iter(self._artifacts.items()))
+                store.add_artifact(self.run_id, record)
+                del self._artifacts[name]
+            if self._facts:
+                store.add_provenance(self.run_id, **self._facts)
+                self._facts.clear()
+        except DatabaseUnavailable as exc:
+            self.outage.failed(started, exc)
+            return False
+        self.outage.answered()
         self._last_write = time.monotonic()
+        return True
 
     def _flush_if_full(self) -> None:
         if self.held >= self.max_held:
@@ -242,8 +310,8 @@ class Heartbeat:
         while not self._stop.wait(self.interval_s):
             try:
                 self.store.heartbeat(self.run_id)
-            except Exception:  # noqa: BLE001  a beat lost is not the run lost
-                log.warning("run %s: could not write a heartbeat", self.run_id, exc_info=True)
+            except Exception as exc:  # noqa: BLE001  a beat lost is not the run lost
+                log.warning("run %s: could not write a heartbeat (%s)", self.run_id, exc)
 
 
 def seconds_since_heartbeat(run: RunInfo) -> float | None:

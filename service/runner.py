@@ -34,6 +34,7 @@ from contract.records import Cancelled, NullReporter, Reporter
 from contract.specs.kinds import AnySpec
 from contract.specs.loading import LoadedSpec
 from contract.status import RunStatus
+from service.outage import DatabaseOutage, until_answered
 from service.preflight import preflight
 from service.recording import (
     Heartbeat,
@@ -48,6 +49,8 @@ from service.store.repository import Store
 from workers.science.context import RunContext
 from workers.science.distributed import SINGLE, World
 from workers.science.experiments import get_experiment
+from workers.science.loader_errors import failure_line
+from workers.science.reads import cancellable_reads
 from workers.science.training import seed_everything
 
 log = logging.getLogger(__name__)
@@ -159,24 +162,30 @@ def execute_run(run_id: str, store: Store, *, device: str | None = None,
         run.id, host=socket.gethostname(), device=str(torch_device), git_sha=git_sha(),
         package_versions=package_versions(), task_id=task_id,
     )
-    reporter = StoreReporter(store, run.id, on_progress=on_progress)
+    reporter = StoreReporter(store, run.id, on_progress=on_progress,
+                             outage_s=settings.db_outage_s)
     log.info("run %s (%s, cell %d) starting on %s", run.id, run.experiment, run.cell, torch_device)
     try:  # from here on every way out ends the run: an unwritable runs_dir fails it, too
         ctx = _context(store, run, torch_device, reporter, settings, world)
         reporter.provenance(world_size=world.size, nnodes=world.nnodes, backend=world.backend,
                             sync_batchnorm=world.sync_batchnorm if world.distributed else None)
         seed_everything(spec.seed)
-        with Heartbeat(store, run.id):
+        # a read stuck on a FIFO or a hung mount still ends at a cancel (workers.science.reads)
+        with Heartbeat(store, run.id), cancellable_reads(reporter.should_stop):
             get_experiment(spec.kind)(spec, ctx)
     except Cancelled:
-        reporter.flush()  # what was computed before the cancel is kept
-        return store.finish_run(run.id, RunStatus.CANCELLED, error="cancelled on request")
+        if reporter.outage.exceeded():  # the science turned the outage into a Cancelled
+            return _end_run(store, reporter, RunStatus.FAILED, reporter.outage.reason())
+        # what was computed before the cancel is kept
+        return _end_run(store, reporter, RunStatus.CANCELLED, "cancelled on request")
     except Exception as exc:  # the run fails with its reason; the caller decides what to show
-        reason = f"{type(exc).__name__}: {exc}".strip()
+        if isinstance(exc, DatabaseOutage) or reporter.outage.exceeded():
+            return _end_run(store, reporter, RunStatus.FAILED, reporter.outage.reason())
+        reason = failure_line(exc)  # a DataLoader worker's error: its own line, unwrapped
         log.debug("run %s failed", run.id, exc_info=True)
-        reporter.flush()  # as before batching: the records written before the failure stay
-        return store.finish_run(run.id, RunStatus.FAILED,
-                                error=f"{reason}\n\n{traceback.format_exc()}")
+        # as before batching: the records written before the failure stay
+        return _end_run(store, reporter, RunStatus.FAILED,
+                        f"{reason}\n\n{traceback.format_exc()}")
     except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM under ``stop_on_signals``
         with _signals_deferred():
             _flush_quietly(reporter)
@@ -190,10 +199,31 @@ def execute_run(run_id: str, store: Store, *, device: str | None = None,
     except BaseException:  # a worker's shutdown, SystemExit: keep what was computed
         _flush_quietly(reporter)
         raise
-    reporter.flush(progress=(1.0, "done"))
+    try:
+        reporter.flush(progress=(1.0, "done"))
+    except DatabaseOutage as exc:
+        return _end_run(store, reporter, RunStatus.FAILED, str(exc))
     if on_progress:
         on_progress(run.id, 1.0, "done")
-    return store.finish_run(run.id, RunStatus.SUCCEEDED)
+    return _end_run(store, reporter, RunStatus.SUCCEEDED)
+
+
+def _end_run(store: Store, reporter: StoreReporter, status: RunStatus,
+             error: str | None = None) -> RunInfo:
+    """Write what the run holds and end it, waiting out an unreachable database.
+
+    Within ``ROBUSTLAB_DB_OUTAGE_S`` the outage is ridden out. Past it the run ends failed
+    with the outage as its reason (what it computed is still written), as soon as the database
+    answers: never left 'running' by a process that gave up.
+    """
+    try:
+        reporter.drain()
+    except DatabaseOutage as exc:
+        status, error = RunStatus.FAILED, str(exc)
+        reporter.drain(limit=False)
+    probe = store.probing()
+    return until_answered(lambda: probe.finish_run(reporter.run_id, status, error=error),
+                          what=f"run {reporter.run_id} is marked {status.value}")
 
 
 def follow_run(run_id: str, store: Store, *, world: World, device: str | None = None,

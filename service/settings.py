@@ -26,6 +26,11 @@ class Settings(SpecLimits):
     db_retry_base_delay_s: float = Field(
         0.5, gt=0, description="First wait between those tries; it doubles after each."
     )
+    db_outage_s: float = Field(
+        60, gt=0, description="Seconds a running run rides out an unreachable database, its "
+        "records held in memory and written when it answers again; past this the run stops "
+        "and is marked failed with the reason as soon as the database answers."
+    )
     artifact_dir: Path = Field(Path("artifacts"), description="Where run artifacts are written.")
     runs_dir: Path = Field(Path("runs"), description="Per-run scratch and checkpoint directories.")
     data_dir: Path = Field(Path("data"), description="Root of the datasets (`robustlab data fetch`).")

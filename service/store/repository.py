@@ -11,6 +11,7 @@ even with two writers racing.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
@@ -51,6 +52,7 @@ from service.store.rows import (
     utc_time,
 )
 from service.store.session import (
+    NO_RETRY,
     DatabaseUnavailable,
     ManagedSessions,
     RetryPolicy,
@@ -104,6 +106,16 @@ class Store:
     def close(self) -> None:
         """Close the pooled connections (a PostgreSQL database cannot be dropped while open)."""
         self.engine.dispose()
+
+    def probing(self) -> Store:
+        """This store trying every action once (no retry), sharing its engine and storage.
+
+        For a caller that already knows the database is down and only asks whether it answers
+        again (a run riding out an outage): a retry would stall the science for seconds.
+        """
+        probe = copy.copy(self)
+        probe._sessions = ManagedSessions(self.engine, NO_RETRY)
+        return probe
 
     # ------------------------------------------------------------------ specs and runs
 

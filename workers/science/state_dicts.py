@@ -34,6 +34,7 @@ from contract.errors import Refusal
 from contract.specs.architecture import ModelConfig
 from workers.science.checkpoints import FORMAT, load_model
 from workers.science.models import NormalizedModel, build_model, inner_network
+from workers.science.reads import guarded
 from workers.science.weights_only import load_weights_only
 
 COMMON_KEYS = ("state_dict", "model_state_dict", "model", "net")
@@ -62,8 +63,8 @@ def read_weights_file(path: Path, map_location: torch.device | str = "cpu") -> A
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint file not found: {path}")
     if path.suffix == SAFETENSORS_SUFFIX:
-        return read_safetensors(path, map_location)
-    return load_weights_only(path, map_location)
+        return guarded(lambda: read_safetensors(path, map_location), f"checkpoint {path}")
+    return guarded(lambda: load_weights_only(path, map_location), f"checkpoint {path}")
 
 
 def read_safetensors(path: Path, map_location: torch.device | str = "cpu") -> StateDict:

@@ -57,6 +57,7 @@ from workers.science.datasets.restricted_imagenet import (
     imagenet_wnids,
     restricted_wnid_labels,
 )
+from workers.science.reads import guarded
 
 __all__ = [
     "BINARY_MNIST_DIGITS", "CIFAR10_BATCHES", "CIFAR10_CLASSES", "DATASETS",
@@ -99,8 +100,10 @@ def dataset_info(cfg: DatasetConfig, data_dir: Path) -> DatasetInfo:
 
     The catalog's entry for built-ins; read off the files for image_folder, npz and plugins
     (raising ``MissingDataError``/``MalformedDataError`` with one line naming what is wrong).
+    Like every read here, cancellable and bounded in time (``workers.science.reads``).
     """
-    return cast(DatasetInfo, _module(cfg.name).info(cfg, dataset_root(cfg, data_dir)))
+    return cast(DatasetInfo, guarded(lambda: _module(cfg.name).info(cfg, dataset_root(cfg, data_dir)),
+                                     f"dataset {cfg.name}"))
 
 
 def download_with_torchvision(name: str, root: Path) -> None:
@@ -135,7 +138,8 @@ def data_hash(cfg: DatasetConfig, data_dir: Path) -> str:
     from them (those are in the spec), so binary_mnist and mnist share a hash.
     """
     root = dataset_root(cfg, data_dir)
-    return hash_files(_hash_base(root), data_files(cfg, data_dir))
+    return guarded(lambda: hash_files(_hash_base(root), data_files(cfg, data_dir)),
+                   f"dataset {cfg.name} to hash it")
 
 
 def data_provenance(cfg: DatasetConfig, data_dir: Path, **examples: int) -> dict[str, Any]:
@@ -143,6 +147,11 @@ def data_provenance(cfg: DatasetConfig, data_dir: Path, **examples: int) -> dict
 
     ``examples`` are example counts to record, e.g. ``train_examples=1500``.
     """
+    return guarded(lambda: _data_provenance(cfg, data_dir, examples),
+                   f"dataset {cfg.name} to hash it")
+
+
+def _data_provenance(cfg: DatasetConfig, data_dir: Path, examples: dict[str, int]) -> dict[str, Any]:
     root = dataset_root(cfg, data_dir)
     files = data_files(cfg, data_dir)
     facts: dict[str, Any] = {
@@ -173,6 +182,11 @@ def load_dataset(cfg: DatasetConfig, data_dir: Path, *, train: bool) -> Dataset:
     are in an order that spreads every class over each prefix). In-memory datasets (MNIST,
     CIFAR-10, npz) offer ``tensors()``.
     """
+    return guarded(lambda: _load_dataset(cfg, data_dir, train=train),
+                   f"dataset {cfg.name} ({'train' if train else 'test'} split)")
+
+
+def _load_dataset(cfg: DatasetConfig, data_dir: Path, *, train: bool) -> Dataset:
     root = dataset_root(cfg, data_dir)
     module = _module(cfg.name)
     info = cast(DatasetInfo, module.info(cfg, root))

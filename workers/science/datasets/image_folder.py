@@ -9,6 +9,7 @@ class, +1 for the second, one logit), as binary_mnist does.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from pathlib import Path
@@ -77,9 +78,16 @@ def checked_classes(root: Path) -> list[str]:
 
 
 def _pixels(cfg: DatasetConfig) -> Callable[[Image.Image], Image.Image]:
-    """PIL image -> the mode the spec asks for ('L' for 1 channel, 'RGB' for 3)."""
-    mode = "L" if cfg.channels == 1 else "RGB"
-    return lambda image: image.convert(mode)
+    """PIL image -> the mode the spec asks for ('L' for 1 channel, 'RGB' for 3).
+
+    A partial of a module-level function, not a lambda: loader workers start by forkserver
+    (``training.loader.WORKER_START``) and receive the dataset pickled.
+    """
+    return functools.partial(_convert, mode="L" if cfg.channels == 1 else "RGB")
+
+
+def _convert(image: Image.Image, mode: str) -> Image.Image:
+    return image.convert(mode)
 
 
 def _transform(cfg: DatasetConfig, size: tuple[int, ...], *,
