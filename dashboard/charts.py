@@ -28,6 +28,7 @@ import pandas as pd
 from service.analysis.common import Row, RunFacts, is_clean, norm_rank, recency
 from service.analysis.compare import Curve, SideBySide, SpecDifference
 from service.analysis.evaluations import FACT_COLUMNS, evaluated_frame, evaluated_models
+from service.analysis.evidence import Measure
 from service.analysis.figure1 import (
     dataset_rank,
     figure1_frame,
@@ -154,6 +155,22 @@ def one_point_notes(data: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["train_eps", "accuracy", "note", "side", "below"])
 
 
+def with_intervals(data: pd.DataFrame) -> pd.DataFrame:
+    """``data`` with ``ci_low``/``ci_high``: each point's 95% interval, the t interval over its
+    seeds where it was repeated, else the Wilson interval of its accuracy over its n (the
+    report's claims test the same: ``service.analysis.evidence.Measure``)."""
+    lows, highs = [], []
+    for accuracy, n, seeds, std in zip(data["accuracy"], data["n"], data["seeds"],
+                                       data["accuracy_std"], strict=True):
+        repeats = max(int(seeds), 1)
+        spread = None if std is None or pd.isna(std) else float(std)
+        low, high = Measure(float(accuracy), max(int(n) // repeats, 1), repeats,
+                            spread).interval()
+        lows.append(low)
+        highs.append(high)
+    return data.assign(ci_low=lows, ci_high=highs)
+
+
 def epsilon_title(norm: str) -> str:
     radius = {"linf": "l∞", "l2": "l2"}.get(norm)
     return f"ε_train ({radius} radius, pixels in [0, 1])" if radius else \
@@ -164,8 +181,9 @@ def figure1_chart(data: pd.DataFrame, title: str) -> alt.LayerChart:
     """One dataset's and norm's Figure 1. Each line (curve · measure) has its own colour in the
     legend; the measure also sets the dash (standard accuracy solid) and the hollow marker,
     with a legend of its own, so PGD under a worst case over PGD alone still shows. The bars
-    are ± std over repeats; a one-point curve carries ``ONE_POINT_NOTE``."""
-    data = data.assign(line=data["curve"] + " · " + data["measure"])
+    are each point's 95% interval (``with_intervals``); a one-point curve carries
+    ``ONE_POINT_NOTE``."""
+    data = with_intervals(data).assign(line=data["curve"] + " · " + data["measure"])
     order, dashes, shapes = measure_styles(data["measure"])
     norms = sorted(set(data["train_norm"]))
     x = alt.X("train_eps:Q", title=epsilon_title(norms[0] if len(norms) == 1 else ""))
@@ -177,6 +195,8 @@ def figure1_chart(data: pd.DataFrame, title: str) -> alt.LayerChart:
                alt.Tooltip("train_eps:Q", format=".4g"),
                alt.Tooltip("accuracy:Q", format=".2%"),
                alt.Tooltip("accuracy_std:Q", format=".2%", title="std over seeds"),
+               alt.Tooltip("ci_low:Q", format=".2%", title="95% CI low"),
+               alt.Tooltip("ci_high:Q", format=".2%", title="95% CI high"),
                "seeds", "n"]
     lines = alt.Chart(data).mark_line(strokeWidth=2).encode(
         x=x, y=y, color=color, tooltip=tooltip,
@@ -188,10 +208,8 @@ def figure1_chart(data: pd.DataFrame, title: str) -> alt.LayerChart:
         shape=alt.Shape("measure:N", title=measure_title, sort=order,
                         scale=alt.Scale(domain=order, range=shapes)),
     )
-    spread = data.assign(low=data["accuracy"] - data["accuracy_std"].fillna(0),
-                         high=data["accuracy"] + data["accuracy_std"].fillna(0))
-    bars = alt.Chart(spread[spread["accuracy_std"].notna()]).mark_errorbar().encode(
-        x="train_eps:Q", y=alt.Y("low:Q", title=ACCURACY_TITLE), y2="high:Q",
+    bars = alt.Chart(data[data["ci_low"].notna()]).mark_errorbar().encode(
+        x="train_eps:Q", y=alt.Y("ci_low:Q", title=ACCURACY_TITLE), y2="ci_high:Q",
         color=color)
     layers: list[alt.Chart] = [lines, points, bars]
     notes = one_point_notes(data)

@@ -29,8 +29,10 @@ def figure1(evaluations: pd.DataFrame, runs: Sequence[RunFacts]) -> None:
     shown = st.multiselect("Attacks shown beside standard accuracy", attacks, default=attacks,
                            key="tradeoffs_fig1_attacks")
     data = data[data["measure"].isin([charts.STANDARD, *shown])]
-    st.caption("Each point is the mean over repeats that differ only by the seed (bars: ± std), "
-               "from the newest spec of each cell; experiments are never mixed. "
+    st.caption("Each point is the mean over repeats that differ only by the seed, from the "
+               "newest spec of each cell; bars: its 95% interval (t over the seeds where "
+               "repeated, else Wilson over the test examples), covering sampling and seed "
+               "variation, not the weakness of an attack; experiments are never mixed. "
                f"'{STANDARD_NORM}' curves are standard models recorded without a norm.")
     for dataset, norm in charts.figure1_panels(data):
         mine = data[(data["dataset"] == dataset) & (data["train_norm"] == norm)]

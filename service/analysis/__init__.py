@@ -9,5 +9,7 @@ dashboard with Altair, so the two always agree.
 - ``table4``: Table 4's rows and Figure 2(c)'s top-k points (E3).
 - ``gallery``: gallery groups and model labels (E4-E6, Figure 2a).
 - ``claims``: claim verdicts with the scale of their evidence; ``scale``: that scale.
+- ``evidence``: each claim's test and the verdicts of a family (Holm); ``stats``: intervals
+  and exact tests; ``seeds``: result rows pooled over seeds (``results --over-seeds``).
 - ``paper``: the paper's printed numbers (Tables 2, 3, 4 and its scale).
 """

@@ -1,4 +1,4 @@
-"""What every paper artefact shares: the shapes of its inputs, sampling tolerances, recency.
+"""What every paper artefact shares: the shapes of its inputs, recency, repeats.
 
 The analysis layer takes plain data: evaluation rows as dicts (the keys of
 ``contract.columns.COLUMNS``, from ``Store.results`` or a DataFrame's records), runs as
@@ -20,10 +20,6 @@ from typing import Any, Protocol
 Row = dict[str, Any]
 """One evaluation: run_id, experiment, kind, model, dataset, split, train_norm, train_eps,
 eval_norm, eval_eps, attack, steps, accuracy, n, variant (and train_method when recorded)."""
-
-SIGMAS = 4.0
-"""Standard errors a measured accuracy may stray from what a claim compares it with."""
-
 
 class RunFacts(Protocol):
     """What the analysis needs of a run (``RunInfo`` has it; ``RunRecord`` builds it)."""
@@ -113,17 +109,6 @@ def spec_key(run: RunFacts) -> str:
     """The run's resolved spec without its seed: runs with the same key are repeats."""
     spec = {key: value for key, value in run.resolved_spec.items() if key != "seed"}
     return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def standard_error(accuracy: float, n: int) -> float:
-    """Binomial standard error, floored so that an accuracy of exactly 0 or 1 has one."""
-    n = max(n, 1)
-    return math.sqrt(max(accuracy * (1 - accuracy), 1 / n) / n)
-
-
-def tolerance(*measured: tuple[float, int]) -> float:
-    """``SIGMAS`` standard errors of a sum or difference of independent accuracies."""
-    return SIGMAS * math.sqrt(sum(standard_error(a, n) ** 2 for a, n in measured))
 
 
 def tag_matches(stored: Any, wanted: Any) -> bool:

@@ -26,7 +26,8 @@ MISSING = "∅"
 """Shown where one run's spec has no value at a path that another's has."""
 
 RESULT_IDENTITY = ("model", "dataset", "split", "train_norm", "train_eps", "eval_norm",
-                   "eval_eps", "attack", "steps", "step_size", "restarts", "variant")
+                   "eval_eps", "attack", "steps", "step_size", "restarts", "variant",
+                   "checkpoint")
 """The columns that say *which* accuracy a result row is (the store's evaluation key)."""
 
 TRAINING_COLUMNS = ("train_norm", "train_eps")
@@ -34,7 +35,7 @@ TRAINING_COLUMNS = ("train_norm", "train_eps")
 a single training setting, so a standard and a robust run line up on the same attacks."""
 
 PAIR_IDENTITY = ("dataset", "split", "eval_norm", "eval_eps", "attack", "steps", "step_size",
-                 "restarts", "variant")
+                 "restarts", "variant", "checkpoint")
 """What makes two runs' rows the same evaluation for a paired difference: the row identity
 less the model and its training, which are what the compared runs differ in (the model and
 training columns join it when a run holds several models)."""
@@ -162,7 +163,9 @@ def result_columns(runs: Sequence[RunSide]) -> tuple[str, ...]:
     reduced = [c for c in columns if c not in TRAINING_COLUMNS]
     if all(_unique(run.results, reduced) for run in runs):
         columns = reduced
-    return tuple(c for c in columns if any(row.get(c) not in (None, "") for row in rows))
+    return tuple(c for c in columns if any(row.get(c) not in (None, "") for row in rows)
+                 and (c != "checkpoint" or any(row.get(c) not in (None, "", "final")
+                                               for row in rows)))
 
 
 def _unique(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> bool:
@@ -248,7 +251,7 @@ def metrics_side_by_side(runs: Sequence[RunSide]) -> tuple[list[SideBySide], lis
 class DifferenceTest:
     """Accuracy of a minus accuracy of b on one evaluation, with its uncertainty.
 
-    Paired (both rows have per-example bits, the same n, dataset and split; see ``is_paired``):
+    Paired (both rows have per-example bits and name the same examples; see ``is_paired``):
     ``a_only``/``b_only`` count the examples only a / only b classifies correctly,
     ``difference`` is ``(a_only - b_only) / n``, the interval Newcombe's paired score interval
     and ``p_value`` the exact McNemar test. Unpaired: counts None, Newcombe's hybrid score
@@ -331,25 +334,30 @@ class Outcome:
     dataset: str | None
     split: str | None
     bits: bytes | None
+    dataset_hash: str | None = None
+    examples_hash: str | None = None
 
 
 def outcome(side: RunSide, row: Mapping[str, Any]) -> Outcome:
     bits = side.per_example.get(evaluation_key(row))
     return Outcome(float(row["accuracy"]), int(row["n"]), row.get("dataset"), row.get("split"),
-                   bytes(bits) if bits is not None else None)
+                   bytes(bits) if bits is not None else None,
+                   row.get("dataset_hash") or None, row.get("examples_hash") or None)
 
 
 def is_paired(a: Outcome, b: Outcome) -> bool:
     """Whether a and b were measured on the same examples, in the same order.
 
-    For now that is: both have per-example bits (of the right length), the same n, dataset
-    and split. A later migration adds the examples' identity (a hash of the evaluated
-    indices), which will replace this: two subsets of one split with the same size would
-    pass this test and are not paired.
+    Both rows name their examples (``dataset_hash`` and ``examples_hash``, see
+    ``workers.science.example_identity``) and name the same ones: the same dataset,
+    dataset_hash, split and examples_hash. Rows older than migration 0006 name none and are
+    unpaired, as are rows without per-example bits (of the right length) to count.
     """
     return (a.bits is not None and b.bits is not None and a.n == b.n and a.n > 0
             and len(a.bits) == len(b.bits) == (a.n + 7) // 8
-            and a.dataset == b.dataset and a.split == b.split)
+            and a.dataset_hash is not None and a.examples_hash is not None
+            and (a.dataset, a.dataset_hash, a.split, a.examples_hash)
+            == (b.dataset, b.dataset_hash, b.split, b.examples_hash))
 
 
 def difference_test(a: Outcome, b: Outcome) -> DifferenceTest:
@@ -418,7 +426,8 @@ def against_strongest(runs: Sequence[RunSide]) -> list[AgainstStrongest]:
         for row in side.results:
             if row.get("attack") not in NOT_ATTACKS and row.get("eval_norm") and _testable(row):
                 ball = _canonical([row.get(c) for c in ("model", "dataset", "split", "train_norm",
-                                                         "train_eps", "eval_norm", "eval_eps")])
+                                                         "train_eps", "eval_norm", "eval_eps",
+                                                         "checkpoint")])
                 balls.setdefault(ball, []).append(row)
         for members in balls.values():
             strongest = min(members, key=lambda row: row["accuracy"])

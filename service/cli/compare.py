@@ -212,13 +212,13 @@ def compare_command(runs: Sequence[str], fmt: str) -> None:
 
     \b
     differences (json: "paired"): for every two runs a, b and every evaluation both have
-    (same dataset, split, attack and its settings, eval_norm, eval_eps, variant): accuracy
-    of a minus b with a 95% interval and a p-value. Paired when both rows kept per-example
-    correctness bits with the same n, dataset and split (taken as the same examples, in the
-    same order: a later migration adds the examples' identity): a_only/b_only count the
-    examples only a / only b gets right, Newcombe's score interval for paired proportions
-    (1998, method 10) and the exact McNemar test (binomial test of the discordant pairs at
-    1/2). Otherwise unpaired (a_only/b_only null): Newcombe's hybrid score interval for
+    (same dataset, split, attack and its settings, eval_norm, eval_eps, variant, checkpoint):
+    accuracy of a minus b with a 95% interval and a p-value. Paired when both rows kept
+    per-example correctness bits and scored the same examples in the same order (the same
+    dataset, dataset_hash, split and examples_hash; rows older than these columns are
+    unpaired): a_only/b_only count the examples only a / only b gets right, Newcombe's
+    score interval for paired proportions (1998, method 10) and the exact McNemar test
+    (binomial test of the discordant pairs at 1/2). Otherwise unpaired (a_only/b_only null): Newcombe's hybrid score interval for
     independent proportions (1998, method 10) and Fisher's exact test. p_holm: Holm's
     step-down adjustment over all the differences shown.
     against_strongest: within each run, each attack minus the strongest (lowest-accuracy)

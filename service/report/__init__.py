@@ -8,8 +8,9 @@ matplotlib's Agg canvas); ``write_report`` (``document``) writes the Markdown,
 ``figures/*.png`` and ``tables/*.tex``. The paper's printed numbers live in
 ``service.analysis.paper``.
 
-Every claim is marked holds / does not hold / no data, with the numbers that decide it and
-the scale of its evidence; below the paper's scale it says "(reduced scale)".
+Every claim is marked holds / does not hold / unresolved / no data, with the numbers that
+decide it, its test and evidence (Holm-adjusted over the report's claims) and the scale of its
+evidence; below the paper's scale it says "(reduced scale)".
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from service.report.document import Report, Section, write_report
+from service.report.document import Report, Section, settle_sections, write_report
 from service.report.evaluations import evaluations_section
 from service.report.figure1 import figure1_section
 from service.report.galleries import GALLERIES, gallery_section
@@ -44,6 +45,7 @@ def build_report(inputs: ReportInputs, now: datetime | None = None) -> Report:
         *(gallery_section(inputs, gallery) for gallery in GALLERIES),
         *([overfitting] if overfitting else []),
     ]
+    settle_sections(sections)  # one family: Holm over every claim with data
     return Report(sections, inputs, now or datetime.now(UTC))
 
 

@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from service.analysis.claims import SIGMAS, VERDICT_LABELS, Claim
+from service.analysis.claims import VERDICT_LABELS, Claim, settle_claims
+from service.analysis.evidence import ALPHA
 from service.report.inputs import ReportInputs
 from service.report.render import FIGURES, claim_list, markdown_table
 from service.store.entities import ArtifactInfo, RunInfo
@@ -72,15 +73,14 @@ class Report:
             f"succeeded run(s) of {scope}"
             + (f"; left out (not succeeded): {left_out}." if left_out else "."),
             "Accuracies are percentages of the test split unless a column says otherwise. "
-            f"Claims allow {SIGMAS:g} standard errors of sampling noise. Each claim names the "
-            "scale of its evidence (training examples, epochs, test examples); below the "
+            + uncertainty_note(self.claims) + " Each claim names the scale of its evidence (training examples, epochs, test examples); below the "
             "paper's scale its verdict says \"(reduced scale)\". Figure 1 averages repeats "
             "(runs of one spec that differ only by the seed; mean ± std) and uses the newest "
             "spec of each cell; elsewhere the newest run is used.",
         ])
 
     def _summary(self) -> str:
-        rows = [[str(i), claim.section, claim.text, claim.label, claim.evidence,
+        rows = [[str(i), claim.section, claim.text, claim.label, claim.detail,
                  claim.scale_text()] for i, claim in enumerate(self.claims, 1)]
         counts = Counter(claim.verdict for claim in self.claims)
         reduced = sum(claim.reduced for claim in self.claims)
@@ -88,6 +88,27 @@ class Report:
         totals += f" ({reduced} at reduced scale)" if reduced else ""
         return totals + "\n\n" + markdown_table(
             ["#", "section", "claim", "verdict", "numbers", "scale"], rows)
+
+
+def uncertainty_note(claims: Sequence[Claim]) -> str:
+    """What the verdicts mean and what their intervals do and do not cover."""
+    family = sum(claim.test is not None and not claim.test.by_value for claim in claims)
+    return (f"Each claim is judged by the test it names, at the family-wise {100 * ALPHA:g}% "
+            f"level: Holm's step-down over the {family} tested claim(s) with data in this "
+            "report. A claim holds when its test shows it, does not hold when the opposite is "
+            "shown, and is unresolved when neither is (it then says roughly how many examples "
+            "or seeds would settle it); deterministic quantities are compared by value. "
+            "Intervals are 95% and cover sampling variation (the test examples) and seed "
+            "variation (where a cell was repeated), not the weakness of an attack: a robust "
+            "accuracy remains an upper bound on the true one. Comparisons say whether they "
+            "were paired (the same examples) or unpaired.")
+
+
+def settle_sections(sections: Sequence[Section]) -> None:
+    """Re-judge every section's claims together (Holm over the report's family), in place."""
+    settled = iter(settle_claims([claim for section in sections for claim in section.claims]))
+    for section in sections:
+        section.claims = [next(settled) for _ in section.claims]
 
 
 def provenance_table(runs: Sequence[RunInfo]) -> str:

@@ -47,7 +47,7 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 
 def claim_list(claims: Sequence[Claim]) -> str:
-    return "\n".join(f"- {claim.label}: {claim.text} — {claim.section} ({claim.evidence}"
+    return "\n".join(f"- {claim.label}: {claim.text} — {claim.section} ({claim.detail}"
                      + (f"; scale: {claim.scale_text()}" if claim.scale else "") + ")"
                      for claim in claims)
 

@@ -175,3 +175,27 @@ def test_a_one_point_curve_carries_a_note() -> None:
         "beside its top point, towards the middle of the plot"
     layers = charts.figure1_chart(data, "t").to_dict()["layer"]
     assert [layer["mark"]["type"] for layer in layers][-1] == "text"
+
+
+def test_figure1_bars_are_95_percent_intervals() -> None:
+    """Wilson over the examples for one run (scipy's binomtest), the t interval over seeds for
+    repeats; the error-bar layer draws exactly those."""
+    from scipy import stats as scipy_stats
+
+    data = pd.DataFrame({
+        "curve": ["a", "a"], "experiment": ["e", "e"], "train_eps": [0.0, 0.3],
+        "measure": [charts.STANDARD] * 2, "accuracy": [0.9, 0.8], "accuracy_std": [None, 0.02],
+        "model": ["m"] * 2, "train_norm": ["linf"] * 2, "train_method": [None] * 2,
+        "seeds": [1, 3], "n": [500, 3 * 1000],
+    })
+    found = charts.with_intervals(data)
+    wilson = scipy_stats.binomtest(450, 500).proportion_ci(method="wilson")
+    assert (found["ci_low"][0], found["ci_high"][0]) == (pytest.approx(wilson.low),
+                                                         pytest.approx(wilson.high))
+    t_low, t_high = scipy_stats.t.interval(0.95, 2, loc=0.8, scale=0.02 / 3 ** 0.5)
+    assert (found["ci_low"][1], found["ci_high"][1]) == (pytest.approx(t_low),
+                                                         pytest.approx(t_high))
+    layers = charts.figure1_chart(data, "t").to_dict()["layer"]
+    (bars,) = [layer for layer in layers if layer["mark"]["type"] == "errorbar"]
+    assert (bars["encoding"]["y"]["field"], bars["encoding"]["y2"]["field"]) == (
+        "ci_low", "ci_high")

@@ -11,6 +11,7 @@ are the science's own, not the test's.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -56,10 +57,21 @@ class Stored:
                               timeout=120, cwd=self.artifact_dir.parent)
 
 
+DATA_HASH = "d" * 64
+
+
+def first_examples(n: int) -> str:
+    """The examples_hash of the first n examples (sha256 of int64 little-endian indices)."""
+    return hashlib.sha256(np.arange(n, dtype="<i8").tobytes()).hexdigest()
+
+
 def record(correct: np.ndarray | None, *, accuracy: float | None = None, n: int = N,
            **fields: Any) -> EvaluationRecord:
-    """A result row whose per-example bits are ``correct`` (packed as the science packs them)."""
-    common: dict[str, Any] = {"model": "mnist_cnn", "dataset": "mnist", "train_norm": "linf"}
+    """A result row whose per-example bits are ``correct`` (packed as the science packs them),
+    scored on the first examples of the split (its identity: ``DATA_HASH``, ``first_examples``)."""
+    common: dict[str, Any] = {
+        "model": "mnist_cnn", "dataset": "mnist", "train_norm": "linf", "dataset_hash": DATA_HASH,
+        "examples_hash": first_examples(n if correct is None else len(correct))}
     return EvaluationRecord(
         **(common | fields),
         accuracy=float(correct.mean()) if correct is not None else float(accuracy or 0.0),
@@ -234,6 +246,7 @@ def test_two_tiny_trained_models_are_compared_on_their_own_bits(tmp_path: Path) 
 
     from contract.specs.attacks import FGSMAttack, PGDAttack
     from workers.science.evaluate import evaluate, unpack_correct
+    from workers.science.example_identity import example_indices, identify
 
     generator = torch.Generator().manual_seed(0)
     y = torch.arange(400) % 2
@@ -256,8 +269,8 @@ def test_two_tiny_trained_models_are_compared_on_their_own_bits(tmp_path: Path) 
             result = evaluate(model, data, [PGDAttack(norm="linf", eps=0.05, steps=5),
                                             FGSMAttack(eps=0.05)], device=torch.device("cpu"))
             new_run(store, run_id, float(steps), cell)
-            store.write_records(run_id, evaluations=result.to_records(
-                "linear", "toy", "test", None, 0.0))
+            store.write_records(run_id, evaluations=identify(result.to_records(
+                "linear", "toy", "test", None, 0.0), DATA_HASH, example_indices(data)))
             store.finish_run(run_id, "succeeded")
         stored_bits = {(row["run_id"], row["attack"], row["variant"]): unpack_correct(
             row["per_example"], 400) for row in store.per_example(

@@ -22,6 +22,7 @@ from contract.specs.kinds import EvaluateSpec
 from workers.science.context import RunContext
 from workers.science.datasets import data_provenance, dataset_info, load_dataset
 from workers.science.evaluate import evaluate
+from workers.science.example_identity import example_indices, identify
 from workers.science.state_dicts import load_source_model
 
 
@@ -32,12 +33,13 @@ def run(spec: EvaluateSpec, ctx: RunContext) -> None:
                                     info_for=lambda: _foreign_data_info(spec, ctx.data_dir))
     dataset = spec.dataset or checkpoint_dataset(meta)
     data = _evaluation_data(spec, dataset, ctx.data_dir)
+    data_facts = data_provenance(dataset, ctx.data_dir, evaluated_examples=len(cast(Sized, data)))
     ctx.reporter.provenance(
         checkpoint=str(path), checkpoint_epoch=meta.get("epoch"), checkpoint_arch=meta["arch"],
         checkpoint_dataset=meta["dataset"], checkpoint_format=meta["format"],
         **({"trained_with_declared": spec.source.trained_with.model_dump(mode="json")}
            if spec.source.trained_with is not None else {}),
-        **data_provenance(dataset, ctx.data_dir, evaluated_examples=len(cast(Sized, data))),
+        **data_facts,
     )
     result = evaluate(
         model, data, spec.evaluation.attacks, device=ctx.device,
@@ -46,7 +48,8 @@ def run(spec: EvaluateSpec, ctx: RunContext) -> None:
         on_batch=lambda done, total: ctx.reporter.progress(done, total, "evaluation"),
     )
     norm, eps, method = training_of(meta, spec.source.trained_with)
-    for record in result.to_records(meta["arch"], dataset.name, spec.evaluation.split, norm, eps):
+    records = result.to_records(meta["arch"], dataset.name, spec.evaluation.split, norm, eps)
+    for record in identify(records, data_facts["data_hash"], example_indices(data)):
         ctx.reporter.evaluation(replace(record, train_method=method))
 
 

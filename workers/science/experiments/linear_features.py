@@ -33,6 +33,7 @@ from contract.specs.kinds import LinearFeaturesSpec
 from workers.science.context import RunContext
 from workers.science.datasets import data_hash, dataset_root, load_dataset
 from workers.science.evaluate import pack_correct
+from workers.science.example_identity import WholeSplitIdentity
 from workers.science.linear_features import (
     EpochHook,
     LabelledData,
@@ -89,8 +90,9 @@ class _Progress:
 
 def run(spec: LinearFeaturesSpec, ctx: RunContext) -> None:
     """Run E3 as ``spec`` says and report everything through ``ctx.reporter``."""
-    reporter = ctx.reporter
-    reporter.provenance(data_hash=data_hash(spec.dataset, ctx.data_dir),
+    digest = data_hash(spec.dataset, ctx.data_dir)
+    reporter = WholeSplitIdentity(ctx.reporter, digest)  # every record scores a whole split
+    reporter.provenance(data_hash=digest,
                         data_root=str(dataset_root(spec.dataset, ctx.data_dir)))
     train = labelled_data(load_dataset(spec.dataset, ctx.data_dir, train=True), ctx.device)
     test = labelled_data(load_dataset(spec.dataset, ctx.data_dir, train=False), ctx.device)

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -28,6 +28,7 @@ import torch
 from contract.records import ArtifactRecord, Cancelled, EvaluationRecord, MetricRecord, Reporter
 from contract.specs.kinds import TheorySpec
 from workers.science.context import RunContext
+from workers.science.example_identity import WholeSplitIdentity
 from workers.science.theory import (
     THEORY_MODELS,
     FitSettings,
@@ -95,7 +96,9 @@ def run(spec: TheorySpec, ctx: RunContext) -> None:
     radii = sorted({eps for eps in spec.eps if eps > 0})
     any_trainable = any(THEORY_MODELS[m].trainable for m in spec.models)
     samples = draw_samples(spec, ctx.device, need_independent=any_trainable)
-    ctx.reporter.provenance(data_hash=samples_hash(samples))
+    digest = samples_hash(samples)
+    ctx.reporter.provenance(data_hash=digest)
+    ctx = replace(ctx, reporter=WholeSplitIdentity(ctx.reporter, digest))  # whole test sample
 
     progress = _Progress(ctx.reporter, total=2 * spec.epochs * any_trainable + 2)
     settings = FitSettings(epochs=spec.epochs, lr=spec.lr, svm_c=spec.svm_c)
