@@ -84,13 +84,17 @@ def _same_eps(a: float, b: float) -> bool:
 
 def pick_rows(run: RunInfo, rows: list[dict[str, Any]], *, eps: float | None, norm: str | None
               ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any] | None]:
-    """(clean row, standard AutoAttack row, worst-case row or None) of one ball, test split."""
-    test = [row for row in rows if row["split"] == "test"]
+    """(clean row, standard AutoAttack row, worst-case row or None) of one ball, test split,
+    of the checkpoint the run stands for (``training.select``: final, or best)."""
+    chosen_checkpoint = selected_checkpoint(run)
+    test = [row for row in rows if row["split"] == "test"
+            and (row.get("checkpoint") or "final") == chosen_checkpoint]
     autoattack = [row for row in test if row["attack"] == "autoattack" and row["variant"] == ""]
     if not autoattack:
-        raise ExportError(f"run {run.id} has no standard AutoAttack row on the test split: "
-                          "evaluate it first, e.g. evaluation.attacks: [{kind: autoattack, "
-                          "norm: linf, eps: 8/255}]")
+        which = "" if chosen_checkpoint == "final" else f" of its {chosen_checkpoint} checkpoint"
+        raise ExportError(f"run {run.id} has no standard AutoAttack row{which} on the test "
+                          "split: evaluate it first, e.g. evaluation.attacks: [{kind: "
+                          "autoattack, norm: linf, eps: 8/255}]")
     chosen = [row for row in autoattack
               if (norm is None or row["eval_norm"] == norm)
               and (eps is None or _same_eps(row["eval_eps"], eps))]
@@ -112,6 +116,11 @@ def pick_rows(run: RunInfo, rows: list[dict[str, Any]], *, eps: float | None, no
     worst = [r for r in test if r["attack"] == "worst_case" and r["eval_norm"] == row["eval_norm"]
              and _same_eps(r["eval_eps"], row["eval_eps"])]
     return clean[0], row, (worst[0] if len(worst) == 1 else None)
+
+
+def selected_checkpoint(run: RunInfo) -> str:
+    """'best' when the run's ``training.select`` chose a best epoch, else 'final'."""
+    return str((run.provenance.get("selected") or {}).get("checkpoint") or "final")
 
 
 def evaluated_subset(run: RunInfo) -> int | None:
@@ -172,9 +181,13 @@ def model_source(store: Store, run: RunInfo
     """(checkpoint file, ``source.model``, dataset) of the model the run evaluated."""
     spec = run.resolved_spec
     if run.kind == "train":
-        checkpoint = store.final_checkpoint(run.id)
+        if selected_checkpoint(run) == "best":  # the weights its rows of 'best' evaluated
+            checkpoint = next((c for c in store.list_checkpoints(run_id=run.id)
+                               if c.metadata.get("best")), None)
+        else:
+            checkpoint = store.final_checkpoint(run.id)
         if checkpoint is None:
-            raise ExportError(f"run {run.id} has no checkpoint")
+            raise ExportError(f"run {run.id} has no {selected_checkpoint(run)} checkpoint")
         return Path(checkpoint.path), None, None
     if run.kind != "evaluate":
         raise ExportError(f"run {run.id} is a {run.kind} run: export takes train and evaluate "

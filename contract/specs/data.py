@@ -8,7 +8,14 @@ from pydantic import AfterValidator, Field, model_validator
 
 from contract import catalog
 from contract.datasets import DATASET_FORMATS, DATASETS
-from contract.specs.values import ExampleCount, ImageSize, Number, PositiveNumber, Strict
+from contract.specs.values import (
+    ADDED_LATER,
+    ExampleCount,
+    ImageSize,
+    Number,
+    PositiveNumber,
+    Strict,
+)
 
 
 def _known_dataset(value: str) -> str:
@@ -54,6 +61,9 @@ class DatasetConfig(Strict):
     )
     train_subset: ExampleCount | None = Field(None, ge=1, description="Use only the first N training examples.")
     test_subset: ExampleCount | None = Field(None, ge=1, description="Use only the first N test examples.")
+    validation: Annotated[ExampleCount | None, ADDED_LATER] = Field(
+        None, ge=1, description="Hold out N of the training examples in use (after train_subset) "
+        "as a validation split, chosen by the seed and never trained on (train kind).")
     augment: bool | None = Field(
         None, description="Training augmentation; default per dataset (crops/flips for CIFAR-10 "
         "and ImageNet; image_folder: random crop and flip when true, default off)."
@@ -91,6 +101,10 @@ class DatasetConfig(Strict):
                              "image_folder, npz and plugin datasets")
         if (builtin or own_files) and self.kwargs:
             raise ValueError(f"kwargs are for plugin datasets only, not {self.name!r}")
+        if self.validation is not None and self.train_subset is not None \
+                and self.validation >= self.train_subset:
+            raise ValueError(f"validation {self.validation} leaves none of the train_subset "
+                             f"{self.train_subset} examples to train on")
         if self.normalization is not None and self.channels is not None \
                 and len(self.normalization.mean) != self.channels:
             raise ValueError(f"normalization has {len(self.normalization.mean)} values per "

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BeforeValidator, Field, WithJsonSchema
 
 from contract.specs.attacks import Attack
-from contract.specs.values import BatchSize, ExampleCount, Strict
+from contract.specs.values import ADDED_LATER, BatchSize, ExampleCount, Strict
 
 
 def _checks_scope(value: Any) -> Any:
@@ -39,6 +39,16 @@ class EvaluationConfig(Strict):
         "'off'; true and false mean first_batch and off. On the first batch they cost about "
         "what one more attack costs there (the log line 'checks: +N forward-backward passes')."
     )
+    checkpoints: Annotated[list[Literal["final", "best"]] | None, ADDED_LATER] = Field(
+        None, min_length=1, description="Train kind: which weights to evaluate, any of 'final' "
+        "and 'best' (best needs training.select best_robust or best_clean); default: the "
+        "selected ones alone.")
+
+    def resolved_checkpoints(self, select: str) -> list[str]:
+        """The checkpoints to evaluate, without repeats: as given, or the selected one."""
+        if self.checkpoints is None:
+            return ["final" if select == "final" else "best"]
+        return list(dict.fromkeys(self.checkpoints))
 
     def targets_fit(self, num_classes: int) -> EvaluationConfig:
         """Refuse an attack whose ``n_target_classes`` is not below ``num_classes``."""

@@ -117,6 +117,22 @@ class TrainSpec(SpecBase):
         _check_targets(self.evaluation, self.dataset)
         return self
 
+    @model_validator(mode="after")
+    def _selection_is_possible(self) -> TrainSpec:
+        select = self.training.select
+        if select != "final" and not self.dataset.validation:
+            raise ValueError(f"training.select {select} needs a validation split: set "
+                             "dataset.validation to a number of held-out training examples")
+        if select == "best_robust" and \
+                self.training.resolved_validation_attack(self.adversary) is None:
+            raise ValueError("training.select best_robust needs a validation attack: the "
+                             "training eps is 0, so set training.validation_attack "
+                             "({kind: pgd, norm, eps, steps})")
+        if "best" in (self.evaluation.checkpoints or []) and select == "final":
+            raise ValueError("evaluation.checkpoints 'best' needs training.select best_robust "
+                             "or best_clean (which defines the best epoch)")
+        return self
+
 
 class EvaluateSpec(SpecBase):
     """Attack a trained model: clean accuracy, each attack, and the per-example worst case."""
@@ -133,6 +149,11 @@ class EvaluateSpec(SpecBase):
     @model_validator(mode="after")
     def _targets_fit_the_classes(self) -> EvaluateSpec:
         _check_targets(self.evaluation, self.dataset)
+        if self.evaluation.checkpoints is not None:
+            raise ValueError("evaluation.checkpoints is for train runs; an evaluate run "
+                             "attacks the one checkpoint its source names")
+        if self.dataset is not None and self.dataset.validation is not None:
+            raise ValueError("dataset.validation is for train runs")
         return self
 
 
@@ -185,6 +206,8 @@ class LinearFeaturesSpec(SpecBase):
         if value.augment:
             raise ValueError("full-batch gradient descent uses every image as it is: "
                              "augment must not be true")
+        if value.validation is not None:
+            raise ValueError("validation is for train runs")
         return value
 
     @field_validator("topk")

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import BeforeValidator, Field
+from pydantic import BeforeValidator, Field, model_validator
 
 from contract import catalog
+from contract.specs.attacks import PGDAttack
 from contract.specs.values import (
+    ADDED_LATER,
     BatchSize,
     Count,
     EpochCount,
@@ -26,15 +28,68 @@ class OptimizerConfig(Strict):
     lr: PositiveNumber = 0.1
     momentum: Annotated[float, BeforeValidator(parse_number), Field(ge=0, lt=1)] = 0.9
     weight_decay: Annotated[float, BeforeValidator(parse_number), Field(ge=0)] = 5e-4
+    nesterov: Annotated[bool, ADDED_LATER] = Field(
+        False, description="sgd: Nesterov momentum (needs momentum > 0).")
+
+    @model_validator(mode="after")
+    def _nesterov_fits(self) -> OptimizerConfig:
+        if self.nesterov and (self.name != "sgd" or self.momentum == 0):
+            raise ValueError("nesterov needs name: sgd and momentum > 0")
+        return self
+
+
+PER_ITERATION_KINDS = ("one_cycle", "piecewise")
+"""Schedule kinds whose learning rate changes at every optimiser step (the others per epoch)."""
+
+FractionalEpoch = Annotated[float, BeforeValidator(parse_number), Field(ge=0)]
+LearningRate = Annotated[float, BeforeValidator(parse_number), Field(ge=0)]
 
 
 class ScheduleConfig(Strict):
-    """Learning-rate schedule, stepped once per epoch."""
+    """Learning-rate schedule.
 
-    kind: Literal["constant", "step", "multistep", "cosine"] = "constant"
+    ``constant``, ``step``, ``multistep`` and ``cosine`` step once per epoch (as they always
+    did). ``one_cycle`` and ``piecewise`` set the rate before every optimiser step k = 1..T
+    (T = epochs x batches per epoch) from the fractional epoch t = k / batches_per_epoch, as
+    Wong et al.'s and Rice et al.'s code do: ``one_cycle`` rises linearly from 0 to
+    ``optimizer.lr`` at t = peak x epochs, then falls linearly to 0 at the last step;
+    ``piecewise`` interpolates ``points`` linearly (constant before the first and after the
+    last; two points at the same epoch make a drop there). ``warmup_epochs`` W > 0 multiplies
+    any kind's rate by min(1, k / (W x batches_per_epoch)).
+    """
+
+    kind: Literal["constant", "step", "multistep", "cosine", "one_cycle", "piecewise"] = "constant"
     step_size: EpochCount = Field(30, ge=1, description="Epochs between decays (kind 'step').")
     milestones: list[EpochCount] = Field(default_factory=list, description="Epochs of decay (kind 'multistep').")
     gamma: Annotated[float, BeforeValidator(parse_number), Field(gt=0, le=1)] = 0.1
+    peak: Annotated[float, BeforeValidator(parse_number), ADDED_LATER] = Field(
+        0.4, description="one_cycle: the fraction of all steps at which the rate peaks, in (0, 1).")
+    points: Annotated[list[tuple[FractionalEpoch, LearningRate]], ADDED_LATER] = Field(
+        default_factory=list, description="piecewise: [[epoch, lr], ...], epochs not decreasing; "
+        "the rate is interpolated linearly per step (e.g. [[0, 0.1], [100, 0.1], [100, 0.01]] "
+        "drops tenfold at epoch 100).")
+    warmup_epochs: Annotated[float, BeforeValidator(parse_number), ADDED_LATER] = Field(
+        0.0, description="Linear per-step warm-up from 0 over this many epochs, for any kind.")
+
+    @model_validator(mode="after")
+    def _shape_fits_the_kind(self) -> ScheduleConfig:
+        if not 0 < self.peak < 1:
+            raise ValueError(f"peak must be in (0, 1), got {self.peak}")
+        if self.warmup_epochs < 0:
+            raise ValueError(f"warmup_epochs must be >= 0, got {self.warmup_epochs}")
+        if self.kind == "piecewise" and not self.points:
+            raise ValueError("kind piecewise needs points: [[epoch, lr], ...]")
+        if self.points and self.kind != "piecewise":
+            raise ValueError(f"points are for kind piecewise, not {self.kind!r}")
+        epochs = [epoch for epoch, _ in self.points]
+        if any(later < earlier for earlier, later in zip(epochs, epochs[1:], strict=False)):
+            raise ValueError(f"points must not decrease in epoch, got epochs {epochs}")
+        return self
+
+    @property
+    def per_iteration(self) -> bool:
+        """Whether the rate changes within an epoch (a per-step kind, or a warm-up)."""
+        return self.kind in PER_ITERATION_KINDS or self.warmup_epochs > 0
 
 
 def _amp_off(value: Any) -> Any:
@@ -134,3 +189,31 @@ class TrainingConfig(Strict):
     persistent_workers: bool | None = Field(
         None, description="Keep loader workers between epochs; default on when num_workers > 0."
     )
+    ema: Annotated[float | None, BeforeValidator(parse_number), ADDED_LATER] = Field(
+        None, description="Decay of an exponential moving average of the weights, updated after "
+        "every optimiser step (BatchNorm statistics copied), e.g. 0.995; null: off. When set, "
+        "validation, selection, evaluation and export use the averaged weights.")
+    select: Annotated[Literal["final", "best_robust", "best_clean"], ADDED_LATER] = Field(
+        "final", description="Which epoch's weights the run stands for: the last ('final'), or "
+        "the epoch of the best validation robust or clean accuracy (needs dataset.validation).")
+    validation_attack: Annotated[PGDAttack | None, ADDED_LATER] = Field(
+        None, description="The attack of val_robust_accuracy: {kind: pgd, norm, eps, steps}; "
+        "default PGD-10 at the training adversary's norm and eps.")
+
+    @model_validator(mode="after")
+    def _ema_decay(self) -> TrainingConfig:
+        if self.ema is not None and not 0 < self.ema < 1:
+            raise ValueError(f"ema is a decay in (0, 1), got {self.ema}")
+        return self
+
+    def resolved_validation_attack(self, adversary: AdversaryConfig) -> PGDAttack | None:
+        """The validation attack, or None when there is none (training eps 0, none given)."""
+        if self.validation_attack is not None:
+            return self.validation_attack
+        if adversary.eps <= 0:
+            return None
+        return PGDAttack(norm=adversary.norm, eps=adversary.eps, steps=VALIDATION_PGD_STEPS)
+
+
+VALIDATION_PGD_STEPS = 10
+"""Steps of the default validation attack (Rice et al. select on PGD-10)."""

@@ -61,6 +61,21 @@ evaluation:
 sweep:
   model: [{", ".join(MODELS.values())}]
 """
+SELECTED = f"""name: rb_selected
+kind: train
+seed: 0
+dataset: {{name: npz, root: blobs.npz, validation: 8}}
+model: {MODELS["wrn"]}
+training: {{epochs: 3, batch_size: 8, optimizer: {{name: sgd, lr: 0.05}}, ema: 0.5,
+           select: best_clean}}
+evaluation:
+  checks: false
+  checkpoints: [final, best]
+  attacks:
+    - {TINY_AUTOATTACK}
+"""
+"""Selection on a validation split, with EMA: export takes the best checkpoint's rows and
+weights."""
 EVALUATE = f"""name: rb_evaluate
 kind: evaluate
 seed: 0
@@ -116,6 +131,8 @@ class Lab:
 
     @staticmethod
     def name(spec: dict[str, Any]) -> str:
+        if spec["name"] == "rb_selected":
+            return "selected"
         if spec["kind"] == "evaluate":
             return "subset" if spec["evaluation"]["subset"] else "no-autoattack"
         arch, kwargs = spec["model"]["arch"], spec["model"]["kwargs"]
@@ -148,6 +165,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     lab = Lab(root, settings, Store.from_settings(settings))
     lab.run(TRAIN.replace("blobs.npz", str(root / "blobs.npz")))
     lab.run(EVALUATE.replace("RUN", lab.runs["wrn"]))
+    lab.run(SELECTED.replace("blobs.npz", str(root / "blobs.npz")))
     yield lab
     lab.store.close()
 
@@ -195,6 +213,32 @@ def test_a_wide_resnet_export_loads_into_robustbench_and_scores_its_clean_acc(
     theirs.load_state_dict(their_checkpoint(tmp_path / "Tiny2026Blobs.pt"), strict=True)
     assert clean_accuracy(theirs, *lab.test_split()) == info["clean_acc"]
     assert "wide_resnet.WideResNet(depth=10, num_classes=4, widen_factor=1" in done.stdout
+
+
+def test_a_run_that_selected_its_best_epoch_exports_the_best_checkpoint(
+        lab: Lab, tmp_path: Path) -> None:
+    lab.export("selected", tmp_path, "--name", "Tiny2026Best", "--allow-reduced")
+    info = json.loads((tmp_path / "Tiny2026Best.json").read_text())
+    rows = lab.rows("selected")
+    assert {r["checkpoint"] for r in rows} == {"final", "best"}
+    (best_clean,) = [r for r in rows if r["checkpoint"] == "best" and r["attack"] == "none"]
+    (best_aa,) = [r for r in rows if r["checkpoint"] == "best" and r["attack"] == "autoattack"
+                  and r["variant"] == ""]
+    assert info["clean_acc"] == f"{100 * best_clean['accuracy']:.2f}"
+    assert info["autoattack_acc"] == f"{100 * best_aa['accuracy']:.2f}"
+    best = next(c for c in lab.store.list_checkpoints(run_id=lab.runs["selected"])
+                if c.metadata.get("best"))
+    payload = torch.load(best.path, weights_only=True)
+    theirs = robustbench_architecture("wide_resnet").WideResNet(depth=10, num_classes=4,
+                                                                widen_factor=1)
+    theirs.load_state_dict(their_checkpoint(tmp_path / "Tiny2026Best.pt"), strict=True)
+    averaged = payload["ema"] or payload["model"]
+    exported = their_checkpoint(tmp_path / "Tiny2026Best.pt")
+    assert any(torch.equal(exported[key], value) for key, value in averaged.items()
+               if key in exported), "the export holds the best checkpoint's averaged weights"
+    assert all(torch.equal(exported[key], averaged[key]) for key in exported
+               if key in averaged)
+    assert clean_accuracy(theirs, *lab.test_split()) == info["clean_acc"]
 
 
 def test_a_dm_wide_resnet_export_keeps_its_own_normalisation(lab: Lab, tmp_path: Path) -> None:

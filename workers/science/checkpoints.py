@@ -27,6 +27,7 @@ from torch import nn
 
 from contract.datasets import DatasetInfo, Normalization
 from workers.science.models import build_model
+from workers.science.reads import guarded
 from workers.science.weights_only import load_weights_only
 
 FORMAT = "robustlab-checkpoint"
@@ -98,13 +99,15 @@ def save_checkpoint(
     meta: dict[str, Any],
     history: list[dict[str, Any]] | None = None,
     scaler: dict[str, Any] | None = None,
+    ema: dict[str, Any] | None = None,
 ) -> Path:
     """Write a checkpoint atomically: a temporary file in the same directory, then a rename.
 
     A reader (or a resumed run) therefore sees either the previous file or the complete new
     one, never a torn write. ``meta`` must hold plain values (str, int, float, bool, None,
     lists, dicts); ``epoch`` is added to it. ``history`` is the per-epoch metrics so far;
-    ``scaler`` the fp16 gradient scaler's state (``training.amp: fp16``), None otherwise.
+    ``scaler`` the fp16 gradient scaler's state (``training.amp: fp16``), None otherwise;
+    ``ema`` the weight average's state (``training.ema``), None otherwise.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {
@@ -118,6 +121,7 @@ def save_checkpoint(
         "rng": rng,
         "history": history or [],
         "scaler": scaler,
+        "ema": ema,
     }
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -143,7 +147,8 @@ def load_checkpoint(path: Path, map_location: torch.device | str = "cpu") -> dic
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
-    payload = load_weights_only(path, map_location, safe_globals=_SAFE_GLOBALS)
+    payload = guarded(lambda: load_weights_only(path, map_location, safe_globals=_SAFE_GLOBALS),
+                      f"checkpoint {path}")  # a hung mount must not hang the run
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise ValueError(f"{path} is not a robustlab checkpoint (no '{FORMAT}' header)")
     if payload.get("version") != VERSION:
@@ -176,6 +181,8 @@ def load_model(path: Path, device: torch.device) -> tuple[nn.Module, dict[str, A
 
     The meta dict has at least arch, dataset, num_classes, train_norm, train_eps and epoch;
     newer checkpoints also input_shape, normalization ([mean, std] or None) and model_kwargs.
+    A checkpoint of a training with ``training.ema`` gives the averaged weights: they are what
+    the run evaluates, selects on and exports.
     """
     payload = load_checkpoint(path, map_location=device)
     meta = payload["meta"]
@@ -184,5 +191,6 @@ def load_model(path: Path, device: torch.device) -> tuple[nn.Module, dict[str, A
         raise ValueError(f"{path} lacks model metadata: {', '.join(sorted(missing))}")
     model = build_model(meta["arch"], meta["num_classes"], dataset=model_data_facts(meta),
                         kwargs=meta.get("model_kwargs"))
-    model.load_state_dict(payload["model"])
+    weights = payload.get("ema") or payload["model"]
+    model.load_state_dict(weights)
     return model.to(device).eval(), meta

@@ -21,23 +21,29 @@ from torch.utils.data import Dataset, Subset
 
 from contract.datasets import DATASETS, DatasetInfo
 from contract.records import CheckpointRecord, MetricRecord, Reporter
+from contract.specs.hashing import stable_dump
 from contract.specs.kinds import TrainSpec
 from workers.science.context import RunContext
 from workers.science.datasets import data_provenance, dataset_info, load_dataset
 from workers.science.evaluate import evaluate
+from workers.science.example_identity import example_indices, identify
+from workers.science.experiments.holdout import best_model, hold_out
 from workers.science.models import build_model
 from workers.science.training import EpochMetrics, TrainHooks, seed_everything, train
+from workers.science.training.selection import Selection
 
 
 def run(spec: TrainSpec, ctx: RunContext) -> None:
     """Train ``spec.model`` on ``spec.dataset``, checkpointing, then evaluate and report."""
     reporter = ctx.reporter
     train_data = load_dataset(spec.dataset, ctx.data_dir, train=True)  # downloads if asked to
+    train_data, validation = hold_out(spec, ctx.data_dir, train_data, reporter)
     eval_data = _evaluation_data(spec, ctx.data_dir)
     info = dataset_info(spec.dataset, ctx.data_dir)
-    reporter.provenance(**data_provenance(spec.dataset, ctx.data_dir,
-                                          train_examples=len(cast(Sized, train_data)),
-                                          evaluated_examples=len(cast(Sized, eval_data))))
+    data_facts = data_provenance(spec.dataset, ctx.data_dir,
+                                 train_examples=len(cast(Sized, train_data)),
+                                 evaluated_examples=len(cast(Sized, eval_data)))
+    reporter.provenance(**data_facts)
     seed_everything(spec.seed)
     model = build_model(spec.model.arch, info.num_classes, dataset=info, kwargs=spec.model.kwargs)
     reports = _Reports(spec, reporter, info.num_classes)
@@ -47,16 +53,25 @@ def run(spec: TrainSpec, ctx: RunContext) -> None:
     outcome = train(model, train_data, spec.training, spec.adversary, device=ctx.device,
                     checkpoint_dir=ctx.run_dir / "checkpoints", seed=spec.seed,
                     checkpoint_every=spec.checkpoint_every, hooks=hooks, meta=checkpoint_meta(spec, info),
-                    world=ctx.world)
+                    world=ctx.world, validation=validation)
     reports.checkpoint(outcome.final_checkpoint, spec.training.epochs, final=True)
+    if outcome.best is not None:
+        reports.best_checkpoint(outcome.best)
+    reporter.provenance(selected=outcome.best.facts() if outcome.best is not None else
+                        {"checkpoint": "final", "epoch": spec.training.epochs, "metric": None,
+                         "value": None})
 
-    result = evaluate(outcome.model.eval(), eval_data, spec.evaluation.attacks, device=ctx.device,
-                      batch_size=spec.evaluation.batch_size, checks=spec.evaluation.checks,
-                      should_stop=reporter.should_stop, on_batch=reports.evaluation_batch,
-                      seed=spec.seed, world=ctx.world)
-    for record in result.to_records(spec.model.arch, spec.dataset.name, spec.evaluation.split,
-                                    spec.adversary.norm, spec.adversary.eps):
-        reporter.evaluation(replace(record, train_method=spec.adversary.method))
+    for name in spec.evaluation.resolved_checkpoints(spec.training.select):
+        evaluated = outcome.evaluated_model if name == "final" else best_model(outcome, ctx)
+        result = evaluate(evaluated.eval(), eval_data, spec.evaluation.attacks,
+                          device=ctx.device, batch_size=spec.evaluation.batch_size,
+                          checks=spec.evaluation.checks, should_stop=reporter.should_stop,
+                          on_batch=reports.evaluation_batch, seed=spec.seed, world=ctx.world)
+        records = result.to_records(spec.model.arch, spec.dataset.name, spec.evaluation.split,
+                                    spec.adversary.norm, spec.adversary.eps)
+        for record in identify(records, data_facts["data_hash"], example_indices(eval_data)):
+            reporter.evaluation(replace(record, train_method=spec.adversary.method,
+                                        checkpoint=name))
 
 
 def checkpoint_meta(spec: TrainSpec, info: DatasetInfo | None = None) -> dict[str, Any]:
@@ -78,7 +93,9 @@ def checkpoint_meta(spec: TrainSpec, info: DatasetInfo | None = None) -> dict[st
         "train_eps": spec.adversary.eps,
         "train_method": spec.adversary.method,
         "seed": spec.seed,
-        "spec": spec.model_dump(mode="json"),
+        # stable_dump: the fields added later, at their defaults, are left out, so a run
+        # interrupted before they existed still resumes (its stored meta must match this one)
+        "spec": stable_dump(spec),
     }
 
 
@@ -119,10 +136,15 @@ class _Reports:
             "train_check_accuracy": metrics.check_accuracy,
             "lr": metrics.lr,
             "eps": metrics.eps,
+            "val_accuracy": metrics.val_accuracy,
+            "val_robust_accuracy": metrics.val_robust_accuracy,
         }
         for name, value in values.items():
             if value is not None:
                 self.reporter.metric(MetricRecord(name=name, value=value, step=metrics.epoch))
+        for step, rate in metrics.lr_points:
+            self.reporter.metric(MetricRecord(name="lr_per_iteration", value=rate,
+                                              step=int(step)))
 
     def intermediate_checkpoint(self, path: Path, epoch: int, final: bool) -> None:
         """Every checkpoint but the last, which ``run`` reports once training returns.
@@ -142,6 +164,18 @@ class _Reports:
         for metrics in history:
             self.epoch(metrics)
         self.intermediate_checkpoint(path, epoch, epoch == self.epochs)
+
+    def best_checkpoint(self, best: Selection) -> None:
+        """The weights ``training.select`` chose, marked best, with their epoch and metric."""
+        spec = self.spec
+        self.reporter.checkpoint(CheckpointRecord(
+            path=best.checkpoint.resolve(), epoch=best.epoch, arch=spec.model.arch,
+            dataset=spec.dataset.name, train_norm=spec.adversary.norm,
+            train_eps=spec.adversary.eps, final=False,
+            metadata={"seed": spec.seed, "num_classes": self.num_classes, "best": True,
+                      "select": spec.training.select, "metric": best.metric,
+                      "value": best.value},
+        ))
 
     def checkpoint(self, path: Path, epoch: int, *, final: bool) -> None:
         spec = self.spec

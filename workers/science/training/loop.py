@@ -10,6 +10,13 @@ Metrics cost nothing extra: they come from the forwards the method makes anyway,
 the training device, and are read back to the host once every ``METRIC_SYNC_EVERY`` batches
 and at the end of the epoch, so the device never waits for the host in between.
 
+Field recipes ride along without changing an existing spec's training: per-step learning rates
+(one_cycle, piecewise, warm-up; ``schedule.StepRates``) are set before each step only when the
+spec asks for them; ``training.ema`` keeps a weight average (``ema.WeightAverage``) updated after
+every step; ``validation`` scores the weights the run stands for after every epoch, and
+``training.select`` keeps the best epoch's in ``best.pt`` (``selection``). Each is a function of
+state the checkpoint holds (epoch, history, the average), so exact resume still holds.
+
 Reproducibility is a contract: a training interrupted at any batch (``Cancelled``) and resumed
 from its last checkpoint ends with exactly the parameters an uninterrupted one reaches (same
 seed, same device, 0 loader workers; any ``amp``). That is why a checkpoint carries every
@@ -29,7 +36,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +46,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from contract.errors import Refusal
 from contract.records import Cancelled
-from contract.specs.training import AdversaryConfig, TrainingConfig
+from contract.specs.training import PER_ITERATION_KINDS, AdversaryConfig, TrainingConfig
 from workers.science.checkpoints import (
     capture_rng,
     checkpoint_path,
@@ -64,11 +71,20 @@ from workers.science.training.common import (
     epoch_step_size,
     standard,
 )
+from workers.science.training.ema import WeightAverage
 from workers.science.training.loader import loader_settings, to_device, training_loader
 from workers.science.training.methods import training_method
 from workers.science.training.optim import build_optimizer, build_scheduler, seed_everything
 from workers.science.training.overfit import check_overfitting, robust_accuracy
 from workers.science.training.precision import Precision, use_channels_last
+from workers.science.training.schedule import StepRates
+from workers.science.training.selection import (
+    Selection,
+    is_best_epoch,
+    save_best,
+    selection_of,
+)
+from workers.science.training.validation import ValidationSet, validate
 
 METRIC_SYNC_EVERY = 50
 """Batches between reads of the metric accumulators (one host-device sync each)."""
@@ -91,6 +107,13 @@ class EpochMetrics:
     eps: float
     check_accuracy: float | None = None
     """fgsm_rs: PGD accuracy of the catastrophic-overfitting check after this epoch."""
+    val_accuracy: float | None = None
+    """Clean accuracy on the validation split (``dataset.validation``), if there is one."""
+    val_robust_accuracy: float | None = None
+    """Accuracy under the validation attack on the validation split, if there are both."""
+    lr_points: list[list[float]] = field(default_factory=list)
+    """[step, lr] of this epoch's recorded optimiser steps (per-step schedules only; steps
+    count from 1 over the whole run, thinned to at most ``schedule.MAX_LR_POINTS`` a run)."""
 
 
 @dataclass
@@ -123,6 +146,15 @@ class TrainOutcome:
     """Epochs already completed when this call started (0 for a fresh start)."""
     history: list[EpochMetrics] = field(default_factory=list)
     """Every epoch's metrics, including those of earlier (interrupted) calls."""
+    ema_model: nn.Module | None = None
+    """The weight average (``training.ema``), in eval mode; None without it."""
+    best: Selection | None = None
+    """The epoch ``training.select`` chose and its checkpoint; None for select 'final'."""
+
+    @property
+    def evaluated_model(self) -> nn.Module:
+        """The final weights the run stands for: the average when there is one."""
+        return self.ema_model if self.ema_model is not None else self.model
 
 
 class _Totals:
@@ -137,6 +169,8 @@ class _Totals:
         """The first step whose loss was NaN or infinite (-1: none), kept on the device."""
         self._clean = torch.zeros((), device=device, dtype=torch.int64)
         self._adv = torch.zeros((), device=device, dtype=torch.int64)
+        self.lr_points: list[list[float]] = []
+        self.first_lr: float | None = None
 
     def add(self, batch: BatchLoss, n: int, step: int) -> None:
         """Accumulate one batch without waiting for the device (a non-finite loss is noted by
@@ -184,6 +218,7 @@ class _Totals:
             lr=lr,
             eps=eps,
             check_accuracy=check_accuracy,
+            lr_points=self.lr_points,
         )
 
 
@@ -202,6 +237,8 @@ class _Run:
     channels_last: bool
     hooks: TrainHooks
     world: World
+    rates: StepRates
+    ema: WeightAverage | None
 
 
 def _train_epoch(run: _Run, loader: DataLoader, method: TrainingMethod, setup: BatchSetup, *,
@@ -214,6 +251,7 @@ def _train_epoch(run: _Run, loader: DataLoader, method: TrainingMethod, setup: B
     sampler.set_epoch(epoch)
     sizes = [len(batch) for batch in sampler.global_batches()]
     n_batches = len(sizes)
+    run.rates.start_epoch()
     for index, (x, y) in enumerate(loader):
         if run.hooks.should_stop is not None and run.hooks.should_stop():
             raise Cancelled(f"training stopped in epoch {epoch + 1}, batch {index + 1}")
@@ -223,7 +261,14 @@ def _train_epoch(run: _Run, loader: DataLoader, method: TrainingMethod, setup: B
         loss = batch.loss
         if run.world.distributed:  # DDP averages over ranks: weigh this rank by its share
             loss = loss * (len(y) * run.world.size / sizes[index])
+        point = run.rates.before_step(epoch, index)
+        if totals.first_lr is None:
+            totals.first_lr = run.optimizer.param_groups[0]["lr"]
+        if point is not None:
+            totals.lr_points.append([point[0], point[1]])
         run.precision.step(loss, run.optimizer)
+        if run.ema is not None:
+            run.ema.update()
         totals.add(batch, len(y), index + 1)
         if (index + 1) % METRIC_SYNC_EVERY == 0:
             _check_finite(totals, epoch, run.precision)
@@ -233,6 +278,7 @@ def _train_epoch(run: _Run, loader: DataLoader, method: TrainingMethod, setup: B
     _check_finite(totals, epoch, run.precision)
     totals.sync()
     totals.reduce(run.world, run.device)
+    run.rates.end_epoch()
     return totals
 
 
@@ -293,8 +339,8 @@ def _distribute(model: nn.Module, world: World,
 
 def _resume(directory: Path, *, model: nn.Module, optimizer: torch.optim.Optimizer,
             scheduler: torch.optim.lr_scheduler.LRScheduler, generator: torch.Generator,
-            precision: Precision, meta: dict[str, Any],
-            hooks: TrainHooks) -> tuple[int, list[EpochMetrics]]:
+            precision: Precision, meta: dict[str, Any], hooks: TrainHooks,
+            ema: WeightAverage | None) -> tuple[int, list[EpochMetrics]]:
     """Load the latest checkpoint into the training state; (epochs done, history) or (0, [])."""
     latest = latest_checkpoint(directory)
     if latest is None:
@@ -308,6 +354,8 @@ def _resume(directory: Path, *, model: nn.Module, optimizer: torch.optim.Optimiz
     optimizer.load_state_dict(payload["optimizer"])
     scheduler.load_state_dict(payload["scheduler"])
     precision.load_state_dict(payload.get("scaler"))
+    if ema is not None:
+        ema.load_state_dict(payload["ema"])
     restore_rng(payload["rng"], generator)
     history = [EpochMetrics(**row) for row in payload["history"]]
     if hooks.on_resume is not None:
@@ -336,6 +384,7 @@ def train(
     hooks: TrainHooks | None = None,
     meta: dict[str, Any] | None = None,
     world: World = SINGLE,
+    validation: ValidationSet | None = None,
 ) -> TrainOutcome:
     """Train ``model`` with ``adversary.method`` (standard training where eps is 0).
 
@@ -345,6 +394,9 @@ def train(
     call only loads the final state. ``meta`` (plain values) is stored in every checkpoint and
     must match on resume. ``world``: this process's rank in a distributed run (every rank
     calls ``train``; only rank 0 writes checkpoints; a checkpoint of any world size resumes).
+    ``validation``: held-out examples scored after every epoch (``val_accuracy``,
+    ``val_robust_accuracy``), which ``cfg.select`` best_* selects on; the selected epoch's
+    weights go to ``selection.best_path(checkpoint_dir)``.
 
     Args:
         model: maps (B, C, H, W) images in [0, 1] to logits (B, K), or (B, 1) for ±1 labels.
@@ -367,44 +419,61 @@ def train(
     precision = Precision(cfg.amp, device)
     optimizer = build_optimizer(model, cfg.optimizer)
     scheduler = build_scheduler(optimizer, cfg.schedule, cfg.epochs)
+    ema = WeightAverage(model, cfg.ema) if cfg.ema is not None else None
     generator = torch.Generator()
     settings = loader_settings(cfg, train_data, device)
     sampler = GlobalBatches(len(train_data), cfg.batch_size, seed, world)  # type: ignore[arg-type]
     loader = training_loader(train_data, settings, sampler)
+    rates = StepRates(optimizer, cfg.schedule, lr=cfg.optimizer.lr, epochs=cfg.epochs,
+                      batches_per_epoch=len(sampler))
     start, history = _resume(checkpoint_dir, model=model, optimizer=optimizer,
                              scheduler=scheduler, generator=generator, precision=precision,
-                             meta=meta, hooks=hooks)
+                             meta=meta, hooks=hooks, ema=ema)
     if start == 0:
         seed_everything(seed + world.rank)  # augmentation and random starts differ per rank
         generator.manual_seed(seed)
     trained, attack_model = _distribute(model, world, device)
     run = _Run(model=trained, attack_model=attack_model, optimizer=optimizer,
                precision=precision, device=device, non_blocking=settings.pin_memory,
-               channels_last=channels_last, hooks=hooks, world=world)
+               channels_last=channels_last, hooks=hooks, world=world, rates=rates, ema=ema)
+    evaluated = ema.model if ema is not None else model
     for epoch in range(start, cfg.epochs):
         eps = epoch_eps(adversary, epoch)
         lr = optimizer.param_groups[0]["lr"]
         method = training_method(adversary.method) if eps > 0 else standard
         totals = _train_epoch(run, loader, method,
                               _batch_setup(adversary, eps, precision, attack_model), epoch=epoch)
+        if cfg.schedule.kind in PER_ITERATION_KINDS and totals.first_lr is not None:
+            lr = totals.first_lr  # the rate of the epoch's first step
         scheduler.step()
         check = _overfit_check(model, train_data, adversary, eps, epoch=epoch, device=device,
                                seed=seed)
         earlier = [(m.epoch, m.check_accuracy) for m in history
                    if m.check_accuracy is not None and m.eps == eps]
-        history.append(totals.metrics(epoch, lr, eps, check))
+        metrics = totals.metrics(epoch, lr, eps, check)
+        if validation is not None:
+            val_clean, val_robust = validate(evaluated, validation, device=device,
+                                             seed=seed + epoch)
+            metrics = replace(metrics, val_accuracy=val_clean, val_robust_accuracy=val_robust)
+        history.append(metrics)
         if hooks.on_epoch is not None:
             hooks.on_epoch(history[-1])
         if check is not None:
             check_overfitting(check, earlier, epoch=epoch + 1, adversary=adversary)
         done = epoch + 1
+        if world.leader and is_best_epoch(history, cfg.select, done):
+            save_best(checkpoint_dir, model=evaluated, epoch=done, meta=meta,
+                      history=[asdict(m) for m in history])
         if world.leader and (done % checkpoint_every == 0 or done == cfg.epochs):
             path = save_checkpoint(
                 checkpoint_path(checkpoint_dir, done), model=model, optimizer=optimizer,
                 scheduler=scheduler, epoch=done, rng=capture_rng(generator), meta=meta,
                 history=[asdict(m) for m in history], scaler=precision.state_dict(),
+                ema=None if ema is None else ema.state_dict(),
             )
             if hooks.on_checkpoint is not None:
                 hooks.on_checkpoint(path, done, done == cfg.epochs)
     final = checkpoint_path(checkpoint_dir, max(start, cfg.epochs))
-    return TrainOutcome(model=model, final_checkpoint=final, resumed_from=start, history=history)
+    return TrainOutcome(model=model, final_checkpoint=final, resumed_from=start, history=history,
+                        ema_model=None if ema is None else ema.model,
+                        best=selection_of(history, cfg.select, checkpoint_dir))

@@ -19,16 +19,20 @@ def seed_everything(seed: int) -> None:
 
 
 def build_optimizer(model: nn.Module, cfg: OptimizerConfig) -> torch.optim.Optimizer:
-    """SGD with momentum or Adam; weight decay (L2) on every parameter."""
+    """SGD with momentum (Nesterov's if asked) or Adam; weight decay (L2) on every parameter."""
     if cfg.name == "sgd":
         return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
-                               weight_decay=cfg.weight_decay)
+                               weight_decay=cfg.weight_decay, nesterov=cfg.nesterov)
     return torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, cfg: ScheduleConfig,
                     epochs: int) -> torch.optim.lr_scheduler.LRScheduler:
-    """The learning-rate schedule, stepped once per epoch (cosine anneals to 0 over ``epochs``)."""
+    """The learning-rate schedule, stepped once per epoch (cosine anneals to 0 over ``epochs``).
+
+    The per-step kinds (one_cycle, piecewise) get a constant one here: ``schedule.StepRates``
+    sets their rate before every step.
+    """
     schedulers = torch.optim.lr_scheduler
     if cfg.kind == "step":
         return schedulers.StepLR(optimizer, step_size=cfg.step_size, gamma=cfg.gamma)
