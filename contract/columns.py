@@ -10,8 +10,8 @@ field is one ``result_field`` on ``contract.records.EvaluationRecord``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
-from typing import Literal
+from dataclasses import MISSING, dataclass, fields
+from typing import Any, Literal
 
 from contract.records import EvaluationRecord
 
@@ -32,8 +32,12 @@ class ResultColumn:
     ``service.store.queries.evaluations_frame``), with no database column."""
     nullable: bool = True
     length: int | None = None
-    table: bool = True
-    """Shown in the terminal table and LaTeX (those empty in every row are left out)."""
+    table: bool | Literal["varied"] = True
+    """Shown in the terminal table and LaTeX (those empty in every row are left out);
+    "varied": only when some row holds another value than ``default`` (``checkpoint`` is
+    'final' in every row of a run that evaluated nothing else)."""
+    default: Any = None
+    """The record's default ("varied" columns compare with it)."""
 
     @property
     def right_aligned(self) -> bool:
@@ -47,9 +51,10 @@ def _record_columns() -> tuple[ResultColumn, ...]:
         if meta is None:
             continue
         nullable = "None" in str(item.type)
+        default = None if item.default is MISSING else item.default
         columns.append(ResultColumn(item.name, meta["type"], meta["doc"], "record",
                                     nullable=nullable, length=meta["length"],
-                                    table=meta["table"]))
+                                    table=meta["table"], default=default))
     return tuple(columns)
 
 
@@ -69,6 +74,9 @@ RESULT_COLUMNS: tuple[ResultColumn, ...] = (
 
 COLUMNS: tuple[str, ...] = tuple(column.name for column in RESULT_COLUMNS)
 TABLE_COLUMNS: tuple[str, ...] = tuple(column.name for column in RESULT_COLUMNS if column.table)
+VARIED_DEFAULTS: dict[str, object] = {
+    column.name: column.default for column in RESULT_COLUMNS if column.table == "varied"}
+"""The table columns shown only when some row differs from their default."""
 STORED_COLUMNS: tuple[ResultColumn, ...] = tuple(
     column for column in RESULT_COLUMNS if column.source == "record")
 """The result columns of the ``evaluations`` table (``run_id`` is its foreign key)."""

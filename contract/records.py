@@ -18,14 +18,15 @@ def _key(*parts: Any) -> str:
     return "|".join("" if p is None else (f"{p:.10g}" if isinstance(p, float) else str(p)) for p in parts)
 
 
-def result_field(*, type: str, length: int | None = None, table: bool = True,
+def result_field(*, type: str, length: int | None = None, table: bool | str = True,
                  doc: str, **options: Any) -> Any:
     """A field of ``EvaluationRecord`` that is also a result column (``contract.columns``).
 
     Args:
         type: the column's type: "str", "float", "int" or "bool".
         length: the most characters of a "str" column (the store's VARCHAR length).
-        table: shown in the terminal table and LaTeX (JSON and CSV hold every column).
+        table: shown in the terminal table and LaTeX (JSON and CSV hold every column);
+            "varied": only when some row holds another value than the default.
         doc: what the column holds (the README and ``--help`` repeat it).
         options: ``default`` and the like, passed to ``dataclasses.field``.
     """
@@ -47,7 +48,7 @@ class EvaluationRecord:
 
     model: str = result_field(type="str", length=64, doc="the architecture evaluated")
     checkpoint: str = result_field(
-        type="str", length=8, default="final",
+        type="str", length=8, default="final", table="varied",
         doc="the weights evaluated: 'final' (the last epoch's) or 'best' (the epoch that "
         "training.select chose on the validation split)")
     dataset: str = result_field(type="str", length=64, doc="the dataset evaluated on")

@@ -18,7 +18,13 @@ from typing import TYPE_CHECKING, Any
 from rich.markup import escape
 from rich.table import Table
 
-from contract.columns import COLUMNS, READ_COLUMNS, RESULT_COLUMNS, TABLE_COLUMNS
+from contract.columns import (
+    COLUMNS,
+    READ_COLUMNS,
+    RESULT_COLUMNS,
+    TABLE_COLUMNS,
+    VARIED_DEFAULTS,
+)
 from service import jsonout
 from service.analysis.stats import interval_columns
 from service.store.repository import Store
@@ -99,8 +105,15 @@ def _with_interval(columns: list[str], rows: Sequence[dict[str, Any]]) -> list[s
 def _table_columns(rows: Sequence[dict[str, Any]]) -> list[str]:
     """The table's columns less those empty in every row ('?', unknown training, is shown)."""
     return _with_interval(
-        [c for c in TABLE_COLUMNS if any(_row_cell(row, c) not in ("-", "") for row in rows)],
+        [c for c in TABLE_COLUMNS
+         if any(_row_cell(row, c) not in ("-", "") for row in rows) and _varies(c, rows)],
         rows)
+
+
+def _varies(column: str, rows: Sequence[dict[str, Any]]) -> bool:
+    """False for a "varied" column (``VARIED_DEFAULTS``) at its default in every row."""
+    return column not in VARIED_DEFAULTS or any(
+        row.get(column) != VARIED_DEFAULTS[column] for row in rows)
 
 
 def to_table(rows: Sequence[dict[str, Any]], title: str | None = None) -> Table:
@@ -209,7 +222,7 @@ def to_latex(rows: Sequence[dict[str, Any]], caption: str | None = None, *,
              ci: bool = False) -> str:
     """A booktabs table of the rows; ``ci`` adds the 95% Wilson interval after accuracy."""
     columns = [c for c in TABLE_COLUMNS if c not in {"run_id", "checks_passed"}
-               and any(row.get(c) not in (None, "") for row in rows)]
+               and any(row.get(c) not in (None, "") for row in rows) and _varies(c, rows)]
     if ci:
         columns = _with_interval(columns, rows)
     body = [[_row_cell(row, c).replace("%", "") if c == "accuracy" else _row_cell(row, c)
