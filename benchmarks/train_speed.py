@@ -49,6 +49,7 @@ from workers.science import data_fetch
 from workers.science.datasets import ImageTensorDataset, load_dataset
 from workers.science.models import build_model
 from workers.science.training import TrainHooks, train
+from workers.science.training.ema import WeightAverage
 
 EPS = {"mnist_cnn": 0.3, "cifar_resnet": 8 / 255, "preact_resnet18": 8 / 255,
        "wide_resnet": 8 / 255}
@@ -232,6 +233,34 @@ def measure(arch: str, device: torch.device, method: str, *, steps: int, example
                best["floor"], best["ours"], best["hand"])
 
 
+def ema_cost(arch: str, device: torch.device, *, batch_size: int, steps: int = 20
+             ) -> tuple[float, float]:
+    """(ms per clean training step, ms per ``WeightAverage.update``), median over ``steps``:
+    what ``training.ema`` adds to every optimiser step."""
+    model = fresh_model(arch, device)
+    optimizer = optimizer_of(model)
+    average = WeightAverage(model, 0.995)
+    data = make_data(arch, batch_size, None) if arch != "mnist_cnn" else None
+    if data is None:
+        x = torch.rand(batch_size, 1, 28, 28, device=device)
+        y = torch.randint(0, 10, (batch_size,), device=device)
+    else:
+        x_all, y = data.tensors()
+        x, y = x_all.to(device), y.to(device)
+
+    def step() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        F.cross_entropy(model(x), y).backward()
+        optimizer.step()
+
+    step_times, ema_times = [], []
+    for _ in range(steps + 2):  # two warm-ups
+        step_times.append(timed(device, step))
+        ema_times.append(timed(device, average.update))
+    median = lambda values: sorted(values[2:])[len(values[2:]) // 2]  # noqa: E731
+    return 1000 * median(step_times), 1000 * median(ema_times)
+
+
 def markdown(rows: list[Row]) -> str:
     lines = ["| model | device | method | attack steps | examples | floor s | ours s | "
              "hand-written s | ours/floor | ours/hand-written |",
@@ -267,6 +296,14 @@ def main() -> None:
                 print(markdown(rows[-1:]).splitlines()[-1], flush=True)
     print()
     print(markdown(rows))
+    print()
+    print("| model | device | training step ms | EMA update ms | EMA / step |")
+    print("|---|---|---|---|---|")
+    for device in devices:
+        for arch in args.archs:
+            step_ms, ema_ms = ema_cost(arch, device, batch_size=args.batch_size)
+            print(f"| {arch} | {device.type} | {step_ms:.1f} | {ema_ms:.2f} | "
+                  f"{ema_ms / step_ms:.2%} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -27,12 +27,17 @@ class WeightAverage:
 
     @torch.no_grad()
     def update(self) -> None:
-        """Fold the source model's weights after one optimiser step into the average."""
-        source = self.source
-        for average, current in zip(self.model.parameters(), source.parameters(), strict=True):
-            average.mul_(self.decay).add_(current.detach(), alpha=1 - self.decay)
-        for kept, buffer in zip(self.model.buffers(), source.buffers(), strict=True):
-            kept.copy_(buffer)
+        """Fold the source model's weights after one optimiser step into the average.
+
+        One multi-tensor lerp (``ema + (1 - decay) * (w - ema)``, as ``torch.optim.swa_utils``'
+        EMA does) instead of a mul and an add per parameter: a few kernel launches per step
+        whatever the depth of the network."""
+        # Listed at every step: ``module.to(...)`` may swap a tensor's storage under it.
+        torch._foreach_lerp_(list(self.model.parameters()), list(self.source.parameters()),
+                             1 - self.decay)
+        kept = list(self.model.buffers())
+        if kept:
+            torch._foreach_copy_(kept, list(self.source.buffers()))
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         return self.model.state_dict()
