@@ -282,6 +282,8 @@ class PairedDifference:
     test: DifferenceTest
     p_holm: float
     """``p_value`` Holm-adjusted over every difference of the comparison."""
+    checkpoint: str = "final"
+    """The weights both rows evaluated ('final', or 'best' of ``training.select``)."""
 
 
 @dataclass(frozen=True)
@@ -413,7 +415,8 @@ def paired_differences(runs: Sequence[RunSide]) -> list[PairedDifference]:
     adjusted = holm([test.p_value for *_, test in found]).adjusted
     return [PairedDifference(a.run_id, b.run_id, row["attack"], row.get("eval_norm"),
                              row.get("eval_eps") or 0.0, row.get("variant") or "",
-                             row.get("split") or "", test, p_holm)
+                             row.get("split") or "", test, p_holm,
+                             row.get("checkpoint") or "final")
             for (a, b, row, test), p_holm in zip(found, adjusted, strict=True)]
 
 

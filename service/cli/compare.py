@@ -60,10 +60,10 @@ def _test_dict(test: DifferenceTest, p_holm: float) -> dict[str, Any]:
 
 def paired_dict(entry: PairedDifference) -> dict[str, Any]:
     """One entry of ``paired``: a, b, attack, eval_norm, eval_eps, variant, split, n, a_only,
-    b_only, difference, ci_low, ci_high, p_value, p_holm, paired."""
+    b_only, difference, ci_low, ci_high, p_value, p_holm, paired, checkpoint."""
     return {"a": entry.a, "b": entry.b, "attack": entry.attack, "eval_norm": entry.eval_norm,
             "eval_eps": entry.eval_eps, "variant": entry.variant, "split": entry.split,
-            **_test_dict(entry.test, entry.p_holm)}
+            **_test_dict(entry.test, entry.p_holm), "checkpoint": entry.checkpoint}
 
 
 def strongest_dict(entry: AgainstStrongest) -> dict[str, Any]:

@@ -36,7 +36,8 @@ ROBUSTLAB = shutil.which("robustlab", path=str(Path(sys.executable).parent)) or 
 N = 997
 """Examples per evaluation: not a multiple of 8, so the last byte's padding must be masked."""
 PAIRED_KEYS = ["a", "b", "attack", "eval_norm", "eval_eps", "variant", "split", "n", "a_only",
-               "b_only", "difference", "ci_low", "ci_high", "p_value", "p_holm", "paired"]
+               "b_only", "difference", "ci_low", "ci_high", "p_value", "p_holm", "paired",
+               "checkpoint"]
 STRONGEST_KEYS = ["run", "model", "split", "eval_norm", "eval_eps", "attack", "variant",
                   "strongest", "strongest_variant", "n", "a_only", "b_only", "difference",
                   "ci_low", "ci_high", "p_value", "p_holm", "paired"]
