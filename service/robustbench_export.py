@@ -181,11 +181,7 @@ def model_source(store: Store, run: RunInfo
     """(checkpoint file, ``source.model``, dataset) of the model the run evaluated."""
     spec = run.resolved_spec
     if run.kind == "train":
-        if selected_checkpoint(run) == "best":  # the weights its rows of 'best' evaluated
-            checkpoint = next((c for c in store.list_checkpoints(run_id=run.id)
-                               if c.metadata.get("best")), None)
-        else:
-            checkpoint = store.final_checkpoint(run.id)
+        checkpoint = store.selected_checkpoint(run.id)  # the weights of its selected rows
         if checkpoint is None:
             raise ExportError(f"run {run.id} has no {selected_checkpoint(run)} checkpoint")
         return Path(checkpoint.path), None, None
@@ -199,7 +195,7 @@ def model_source(store: Store, run: RunInfo
         return Path(run.provenance["checkpoint"]), model, dataset
     if source.get("checkpoint"):
         return Path(source["checkpoint"]).expanduser(), model, dataset
-    checkpoint = store.final_checkpoint(store.get_run(str(source.get("run"))).id)
+    checkpoint = store.selected_checkpoint(store.get_run(str(source.get("run"))).id)
     if checkpoint is None:
         raise ExportError(f"run {source.get('run')} (the source of {run.id}) has no checkpoint")
     return Path(checkpoint.path), model, dataset

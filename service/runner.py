@@ -101,7 +101,7 @@ def _context(store: Store, run: RunInfo, device: torch.device, reporter: Reporte
              settings: Settings, world: World) -> RunContext:
     def resolve_run_checkpoint(run_id: str) -> Path:
         source = store.get_run(run_id)
-        checkpoint = store.final_checkpoint(source.id)
+        checkpoint = store.selected_checkpoint(source.id)  # best.pt when select chose it
         if checkpoint is None:
             raise FileNotFoundError(f"run {source.id} ({source.experiment}) has no checkpoint")
         return Path(checkpoint.path)

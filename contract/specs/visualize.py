@@ -136,6 +136,12 @@ class VisualizeSpec(SpecBase):
         if self.attacks is None and not large_eps_radii(self.dataset.name):
             raise ValueError(f"Table 3 gives no large-eps radii for {self.dataset.name!r}: list "
                              "the attacks (attacks: [{norm: linf, eps: ...}])")
+        blocks = [m.train for m in [*self.models, self.independent] if m is not None and m.train]
+        if self.dataset.validation is not None or any(
+                block.dataset is not None and block.dataset.validation is not None
+                for block in blocks):
+            raise ValueError("dataset.validation is for train runs: a visualize run shows "
+                             "models, it selects no checkpoint")
         twin = self._twin_of_independent()
         if twin is not None:
             raise ValueError(

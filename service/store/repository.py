@@ -381,6 +381,17 @@ class Store:
         found = self._all(CheckpointInfo, query)
         return found[0] if found else None
 
+    def selected_checkpoint(self, run_id: str) -> CheckpointInfo | None:
+        """The checkpoint a run stands for: the best epoch's when its ``training.select``
+        chose one (provenance ``selected.checkpoint`` 'best'), else ``final_checkpoint``. What
+        ``source: {run: ...}`` evaluates and ``export robustbench`` writes."""
+        run = self.get_run(run_id)
+        if (run.provenance.get("selected") or {}).get("checkpoint") == "best":
+            best = [c for c in self.list_checkpoints(run_id=run.id) if c.metadata.get("best")]
+            if best:
+                return max(best, key=lambda c: c.id)
+        return self.final_checkpoint(run.id)
+
     def list_checkpoints(self, *, experiment: str | None = None,
                          run_id: str | None = None) -> list[CheckpointInfo]:
         query = select(Checkpoint).order_by(Checkpoint.run_id, Checkpoint.epoch, Checkpoint.id)

@@ -131,8 +131,8 @@ class Lab:
 
     @staticmethod
     def name(spec: dict[str, Any]) -> str:
-        if spec["name"] == "rb_selected":
-            return "selected"
+        if spec["name"] in ("rb_selected", "rb_evaluate_selected"):
+            return spec["name"].removeprefix("rb_")
         if spec["kind"] == "evaluate":
             return "subset" if spec["evaluation"]["subset"] else "no-autoattack"
         arch, kwargs = spec["model"]["arch"], spec["model"]["kwargs"]
@@ -166,6 +166,8 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     lab.run(TRAIN.replace("blobs.npz", str(root / "blobs.npz")))
     lab.run(EVALUATE.replace("RUN", lab.runs["wrn"]))
     lab.run(SELECTED.replace("blobs.npz", str(root / "blobs.npz")))
+    lab.run("name: rb_evaluate_selected\nkind: evaluate\nseed: 0\n"
+            f"source: {{run: {lab.runs['selected']}}}\nevaluation: {{checks: false}}\n")
     yield lab
     lab.store.close()
 
@@ -239,6 +241,17 @@ def test_a_run_that_selected_its_best_epoch_exports_the_best_checkpoint(
     assert all(torch.equal(exported[key], averaged[key]) for key in exported
                if key in averaged)
     assert clean_accuracy(theirs, *lab.test_split()) == info["clean_acc"]
+
+
+def test_an_evaluate_run_of_a_selecting_run_reads_its_best_checkpoint(lab: Lab) -> None:
+    best = next(c for c in lab.store.list_checkpoints(run_id=lab.runs["selected"])
+                if c.metadata.get("best"))
+    evaluated = lab.store.get_run(lab.runs["evaluate_selected"])
+    assert evaluated.provenance["checkpoint"] == best.path
+    (clean,) = [r for r in lab.rows("evaluate_selected") if r["attack"] == "none"]
+    (best_clean,) = [r for r in lab.rows("selected")
+                     if r["checkpoint"] == "best" and r["attack"] == "none"]
+    assert clean["accuracy"] == best_clean["accuracy"]
 
 
 def test_a_dm_wide_resnet_export_keeps_its_own_normalisation(lab: Lab, tmp_path: Path) -> None:

@@ -90,3 +90,14 @@ def test_checkpoints_belong_to_train_runs() -> None:
     with pytest.raises(SpecError, match="evaluation.checkpoints is for train runs"):
         load_spec_text("name: e\nkind: evaluate\nsource: {run: abc}\n"
                        "evaluation: {checkpoints: [final]}\n")
+
+
+def test_a_visualize_spec_with_a_validation_split_is_refused_in_one_line() -> None:
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[2] / "specs/paper/e4_large_eps.yaml").read_text()
+    load_spec_text(text)  # valid as shipped
+    with pytest.raises(SpecError) as refused:
+        load_spec_text(text, overrides=["dataset.validation=100"])
+    message = str(refused.value)
+    assert "dataset.validation is for train runs" in message and len(message.splitlines()) == 1
