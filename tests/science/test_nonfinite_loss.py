@@ -12,7 +12,7 @@ from torch.utils.data import TensorDataset
 from contract.errors import Refusal
 from contract.specs.training import AdversaryConfig, OptimizerConfig, TrainingConfig
 from workers.science.training import train
-from workers.science.training.loop import NonFiniteLoss
+from workers.science.training.totals import NonFiniteLoss
 
 
 def test_a_diverging_training_fails_naming_the_epoch_and_the_step(tmp_path: Path) -> None:

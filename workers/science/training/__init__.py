@@ -7,10 +7,11 @@ overfitting check. The rest of robustlab imports the public names from here.
 """
 
 from workers.science.training.common import BatchLoss, BatchSetup, epoch_eps, epoch_step_size
-from workers.science.training.loop import EpochMetrics, TrainHooks, TrainOutcome, train
+from workers.science.training.loop import TrainHooks, TrainOutcome, train
 from workers.science.training.methods import training_method
 from workers.science.training.optim import build_optimizer, build_scheduler, seed_everything
 from workers.science.training.overfit import CatastrophicOverfitting
+from workers.science.training.totals import EpochMetrics
 
 __all__ = [
     "BatchLoss",

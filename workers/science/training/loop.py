@@ -44,7 +44,6 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from contract.errors import Refusal
 from contract.records import Cancelled
 from contract.specs.training import PER_ITERATION_KINDS, AdversaryConfig, TrainingConfig
 from workers.science.checkpoints import (
@@ -59,12 +58,10 @@ from workers.science.distributed import (
     SINGLE,
     GlobalBatches,
     World,
-    all_reduce_sum,
     convert_batchnorm,
     local_batchnorm,
 )
 from workers.science.training.common import (
-    BatchLoss,
     BatchSetup,
     TrainingMethod,
     epoch_eps,
@@ -84,36 +81,13 @@ from workers.science.training.selection import (
     save_best,
     selection_of,
 )
+from workers.science.training.totals import (
+    METRIC_SYNC_EVERY,
+    EpochMetrics,
+    EpochTotals,
+    check_finite,
+)
 from workers.science.training.validation import ValidationSet, validate
-
-METRIC_SYNC_EVERY = 50
-"""Batches between reads of the metric accumulators (one host-device sync each)."""
-
-
-@dataclass(frozen=True)
-class EpochMetrics:
-    """What one epoch of training measured, on the training examples it saw."""
-
-    epoch: int
-    """Completed epochs, counting from 1."""
-    loss: float
-    """Mean training loss (the method's loss: adversarial, or CE + beta * KL for TRADES)."""
-    accuracy: float | None
-    """Accuracy on the clean training batches, from a forward the method makes anyway (standard
-    training, TRADES); None for PGD and fgsm_rs, which never forward the clean batch."""
-    adv_accuracy: float | None
-    """Accuracy on the adversarial examples trained on; None for an epoch of standard training."""
-    lr: float
-    eps: float
-    check_accuracy: float | None = None
-    """fgsm_rs: PGD accuracy of the catastrophic-overfitting check after this epoch."""
-    val_accuracy: float | None = None
-    """Clean accuracy on the validation split (``dataset.validation``), if there is one."""
-    val_robust_accuracy: float | None = None
-    """Accuracy under the validation attack on the validation split, if there are both."""
-    lr_points: list[list[float]] = field(default_factory=list)
-    """[step, lr] of this epoch's recorded optimiser steps (per-step schedules only; steps
-    count from 1 over the whole run, thinned to at most ``schedule.MAX_LR_POINTS`` a run)."""
 
 
 @dataclass
@@ -157,71 +131,6 @@ class TrainOutcome:
         return self.ema_model if self.ema_model is not None else self.model
 
 
-class _Totals:
-    """An epoch's metric sums: on the device between syncs, in Python numbers after them."""
-
-    def __init__(self, device: torch.device) -> None:
-        self.loss = 0.0
-        self.clean_correct = self.adv_correct = 0
-        self.n = self.clean_n = self.adv_n = 0
-        self._loss = torch.zeros((), device=device)
-        self._first_bad = torch.full((), -1, device=device, dtype=torch.int64)
-        """The first step whose loss was NaN or infinite (-1: none), kept on the device."""
-        self._clean = torch.zeros((), device=device, dtype=torch.int64)
-        self._adv = torch.zeros((), device=device, dtype=torch.int64)
-        self.lr_points: list[list[float]] = []
-        self.first_lr: float | None = None
-
-    def add(self, batch: BatchLoss, n: int, step: int) -> None:
-        """Accumulate one batch without waiting for the device (a non-finite loss is noted by
-        its step, on the device, and raised at the next ``sync``)."""
-        bad = ~torch.isfinite(batch.loss.detach())
-        self._first_bad = torch.where(bad & (self._first_bad < 0),
-                                      torch.full_like(self._first_bad, step), self._first_bad)
-        self._loss += batch.losses.sum()
-        self.n += n
-        if batch.clean_hits is not None:
-            self._clean += batch.clean_hits.sum()
-            self.clean_n += n
-        if batch.adv_hits is not None:
-            self._adv += batch.adv_hits.sum()
-            self.adv_n += n
-
-    def first_bad_step(self) -> int | None:
-        """The first step (from 1) of the epoch whose loss was not finite, if any (a sync)."""
-        step = int(self._first_bad)
-        return step if step >= 0 else None
-
-    def sync(self) -> None:
-        """Move the device sums into Python numbers (float32 sums stay short, hence exact enough)."""
-        self.loss += float(self._loss)
-        self.clean_correct += int(self._clean)
-        self.adv_correct += int(self._adv)
-        for total in (self._loss, self._clean, self._adv):
-            total.zero_()
-
-    def reduce(self, world: World, device: torch.device) -> None:
-        """Sum the epoch's totals over every rank (after the last ``sync``)."""
-        (self.loss, clean, adv, n, clean_n, adv_n) = all_reduce_sum(
-            [self.loss, self.clean_correct, self.adv_correct, self.n, self.clean_n, self.adv_n],
-            world, device)
-        self.clean_correct, self.adv_correct = int(clean), int(adv)
-        self.n, self.clean_n, self.adv_n = int(n), int(clean_n), int(adv_n)
-
-    def metrics(self, epoch: int, lr: float, eps: float,
-                check_accuracy: float | None) -> EpochMetrics:
-        return EpochMetrics(
-            epoch=epoch + 1,
-            loss=self.loss / self.n,
-            accuracy=self.clean_correct / self.clean_n if self.clean_n else None,
-            adv_accuracy=self.adv_correct / self.adv_n if self.adv_n else None,
-            lr=lr,
-            eps=eps,
-            check_accuracy=check_accuracy,
-            lr_points=self.lr_points,
-        )
-
-
 @dataclass(frozen=True)
 class _Run:
     """What every batch of one training needs besides the data."""
@@ -242,10 +151,10 @@ class _Run:
 
 
 def _train_epoch(run: _Run, loader: DataLoader, method: TrainingMethod, setup: BatchSetup, *,
-                 epoch: int) -> _Totals:
+                 epoch: int) -> EpochTotals:
     """One pass over the training data; checks for a stop request before every batch."""
     run.model.train()
-    totals = _Totals(run.device)
+    totals = EpochTotals(run.device)
     sampler = loader.batch_sampler
     assert isinstance(sampler, GlobalBatches)
     sampler.set_epoch(epoch)
@@ -271,29 +180,15 @@ def _train_epoch(run: _Run, loader: DataLoader, method: TrainingMethod, setup: B
             run.ema.update()
         totals.add(batch, len(y), index + 1)
         if (index + 1) % METRIC_SYNC_EVERY == 0:
-            _check_finite(totals, epoch, run.precision)
+            check_finite(totals, epoch, run.precision)
             totals.sync()
         if run.hooks.on_batch is not None:
             run.hooks.on_batch(epoch, index + 1, n_batches)
-    _check_finite(totals, epoch, run.precision)
+    check_finite(totals, epoch, run.precision)
     totals.sync()
     totals.reduce(run.world, run.device)
     run.rates.end_epoch()
     return totals
-
-
-class NonFiniteLoss(Refusal):
-    """The training loss became NaN or infinite: the run stops, saying where and what to try."""
-
-
-def _check_finite(totals: _Totals, epoch: int, precision: Precision) -> None:
-    """Raise ``NonFiniteLoss`` naming the epoch and step when a loss so far was not finite."""
-    step = totals.first_bad_step()
-    if step is None:
-        return
-    hint = ("; under amp: fp16, try amp: bf16 or off, or a smaller learning rate"
-            if precision.dtype == torch.float16 else "; try a smaller learning rate")
-    raise NonFiniteLoss(f"loss became NaN at epoch {epoch + 1}, step {step}{hint}")
 
 
 def _batch_setup(adversary: AdversaryConfig, eps: float, precision: Precision,
