@@ -14,6 +14,7 @@ from typing import Any
 from rich.markup import escape
 from rich.table import Table
 
+from contract.columns import VARIED_DEFAULTS
 from service import jsonout
 from service.analysis.common import RunFacts
 from service.analysis.seeds import KEY_COLUMNS, OVER_SEEDS_COLUMNS, over_seeds
@@ -62,8 +63,10 @@ def _percent(value: float | None) -> str:
 def to_table(rows: Sequence[Mapping[str, Any]], title: str | None = None) -> Table:
     """The key columns that are not empty in every row, then mean ± std (percent), the t
     interval, the number of seeds and n."""
-    columns = [c for c in KEY_COLUMNS if c not in ("kind", "checkpoint")
-               and any(row.get(c) not in (None, "") for row in rows)]
+    columns = [c for c in KEY_COLUMNS if c != "kind"
+               and any(row.get(c) not in (None, "") for row in rows)
+               and (c not in VARIED_DEFAULTS or any(row.get(c) != VARIED_DEFAULTS[c]
+                                                     for row in rows))]
     table = Table(title=title or "accuracy over seeds (mean ± std, 95% t interval, %)",
                   header_style="bold")
     for column in columns:

@@ -138,3 +138,21 @@ def test_csv_and_table_show_the_same_numbers(seeded: Seeded) -> None:
     mean, std = np.mean(list(ROBUST.values())), np.std(list(ROBUST.values()), ddof=1)
     assert f"{100 * mean:.2f} ± {100 * std:.2f}" in table
     assert f"[{100 * low:.2f}, {100 * high:.2f}]" in table
+
+
+def test_the_table_names_the_checkpoint_only_when_rows_differ_in_it() -> None:
+    from rich.console import Console
+
+    from service.seed_results import to_table
+
+    def rendered(rows: list[dict[str, object]]) -> str:
+        console = Console(width=400, record=True)
+        console.print(to_table(rows))
+        return console.export_text()
+
+    row = {"experiment": "e", "model": "mnist_cnn", "dataset": "mnist", "split": "test",
+           "attack": "none", "mean": 0.9, "std": None, "seeds": 1, "n": 100,
+           "ci_low": None, "ci_high": None, "checkpoint": "final"}
+    assert "checkpoint" not in rendered([row])
+    both = rendered([row, {**row, "checkpoint": "best", "mean": 0.8}])
+    assert "checkpoint" in both and "best" in both
