@@ -176,7 +176,7 @@ def paginate(frame: pd.DataFrame, key: str, page_size: int = PAGE_SIZE) -> pd.Da
 RESULTS_FIRST = ["model", "training", "threat model", "attack", "accuracy"]
 """What a results row is about and its number, leftmost: visible at 1366 px without
 scrolling."""
-RESULTS_NEXT = ["ci_low", "ci_high", "n", "dataset", "experiment", "run_id", "variant"]
+RESULTS_NEXT = ["ci_low", "ci_high", "n", "dataset", "experiment", "run_id", "variant", "checkpoint"]
 RESULTS_PINNED = {"model": 120, "training": 120, "threat model": 110}
 """What a row is about stays put when the table scrolls sideways (pixel widths)."""
 RESULTS_PERCENT = ("accuracy", "ci_low", "ci_high")
