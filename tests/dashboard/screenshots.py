@@ -11,20 +11,14 @@ so it stays small. The server and browser are the browser tests' (``test_browser
 from __future__ import annotations
 
 import argparse
-import os
-import signal
-import subprocess
-import sys
 import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 from playwright.sync_api import Page, sync_playwright
 
 from tests.dashboard.conftest import REPO
-from tests.dashboard.seed import Seeded, seed_first_hour
-from tests.dashboard.test_browser import CHROMIUM, CHROMIUM_ARGS, _free_port, _wait_healthy
+from tests.dashboard.seed import seed_first_hour
+from tests.dashboard.serving import CHROMIUM, CHROMIUM_ARGS, serving
 
 OUT = REPO / "docs" / "img"
 SIZES = {"1366": (1366, 768), "1920": (1920, 1080)}
@@ -35,27 +29,6 @@ PAGES = {  # name -> (url path, heading, what to scroll to)
     "galleries": ("galleries", "Galleries", '[data-testid="stImage"] img'),
     "submit": ("submit", "Submit a spec", ".spec-yaml"),
 }
-
-
-@contextmanager
-def serving(seeded: Seeded, workdir: Path) -> Iterator[str]:
-    """``robustlab dashboard`` over ``seeded`` on a free port; yields its base URL."""
-    port = _free_port()
-    log = workdir / "streamlit.log"
-    env = os.environ | {"ROBUSTLAB_DATABASE_URL": seeded.url,
-                        "ROBUSTLAB_ARTIFACT_DIR": str(seeded.artifact_dir),
-                        "ROBUSTLAB_RUNS_DIR": str(workdir / "runs")}
-    with log.open("wb") as out:
-        server = subprocess.Popen([sys.executable, "-m", "service.cli", "dashboard", "--port",
-                                   str(port)], cwd=REPO, env=env, stdout=out,
-                                  stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        base = f"http://127.0.0.1:{port}"
-        _wait_healthy(base, server, log)
-        yield base
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
 
 
 def settle(page: Page, heading: str, ready: str) -> None:

@@ -9,10 +9,6 @@ does the rest. Also the allow-list's rules, without a browser.
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,7 +20,8 @@ from dashboard.auth import Role, role_for
 from service.settings import Settings
 from tests.dashboard.conftest import REPO
 from tests.dashboard.seed import Seeded
-from tests.dashboard.test_browser import CHROMIUM, TIMEOUT_MS, _free_port, _wait_healthy, browser
+from tests.dashboard.serving import CHROMIUM, serving
+from tests.dashboard.test_browser import TIMEOUT_MS, browser
 
 __all__ = ["browser"]  # the module-scoped Chromium fixture, shared with test_browser
 
@@ -84,12 +81,8 @@ def secured_dashboard(seeded: Seeded, provider: str,
     """`robustlab dashboard` with OIDC login configured; yields its base URL (localhost)."""
     if not CHROMIUM.exists():
         pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium")
-    port = _free_port()
-    log = tmp_path_factory.mktemp("secured") / "streamlit.log"
-    env = os.environ | {
-        "ROBUSTLAB_DATABASE_URL": seeded.url,
-        "ROBUSTLAB_ARTIFACT_DIR": str(seeded.artifact_dir),
-        "ROBUSTLAB_RUNS_DIR": str(log.parent / "runs"),
+    workdir = tmp_path_factory.mktemp("secured")
+    env = {
         "ROBUSTLAB_OIDC_SERVER_METADATA_URL": f"{provider}/.well-known/openid-configuration",
         "ROBUSTLAB_OIDC_CLIENT_ID": "robustlab-dashboard",
         "ROBUSTLAB_OIDC_CLIENT_SECRET": "not-checked-by-the-mock",
@@ -97,22 +90,13 @@ def secured_dashboard(seeded: Seeded, provider: str,
         "ROBUSTLAB_DASHBOARD_MEMBERS": MEMBER,
         "ROBUSTLAB_DASHBOARD_VIEWERS": "@guests.example",
         "AUTHLIB_INSECURE_TRANSPORT": "1",
-        "TMPDIR": str(log.parent),  # where the launcher writes Streamlit's secrets file
+        "TMPDIR": str(workdir),  # where the launcher writes Streamlit's secrets file
     }
-    command = [sys.executable, "-m", "service.cli", "dashboard", "--port", str(port)]
-    with log.open("wb") as out:
-        server = subprocess.Popen(command, cwd=REPO, env=env, stdout=out,
-                                  stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        base = f"http://localhost:{port}"
-        _wait_healthy(base, server, log)
-        (secrets,) = log.parent.glob("robustlab-dashboard-*/secrets.toml")
+    with serving(seeded, workdir, env=env, host="localhost") as base:
+        (secrets,) = workdir.glob("robustlab-dashboard-*/secrets.toml")
         assert secrets.stat().st_mode & 0o777 == 0o600 and not secrets.is_relative_to(REPO)
         yield base
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
-    assert not list(log.parent.glob("robustlab-dashboard-*")), "the secrets file outlived it"
+    assert not list(workdir.glob("robustlab-dashboard-*")), "the secrets file outlived it"
 
 
 def _settled(page: Page) -> None:

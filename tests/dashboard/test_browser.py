@@ -8,27 +8,17 @@ downloaded.
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
 from tests.dashboard.conftest import REPO
 from tests.dashboard.seed import Seeded
+from tests.dashboard.serving import CHROMIUM, CHROMIUM_ARGS, serving
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
 SCREENSHOTS = REPO / "test-artifacts" / "dashboard"
 TIMEOUT_MS = 60_000
 PAGES = {  # url path -> (title, a selector that appears once the page has rendered)
@@ -41,46 +31,13 @@ PAGES = {  # url path -> (title, a selector that appears once the page has rende
 }
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _wait_healthy(base: str, server: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        assert server.poll() is None, f"the dashboard exited:\n{log.read_text()}"
-        try:
-            with urllib.request.urlopen(f"{base}/_stcore/health", timeout=2) as response:
-                if response.read() == b"ok":
-                    return
-        except OSError:
-            time.sleep(0.5)
-    raise AssertionError(f"the dashboard did not start:\n{log.read_text()}")
-
-
 @pytest.fixture(scope="module")
 def dashboard(seeded: Seeded, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """`robustlab dashboard --port N` over the seeded database; yields its base URL."""
     if not CHROMIUM.exists():
         pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium")
-    port = _free_port()
-    log = tmp_path_factory.mktemp("dashboard") / "streamlit.log"
-    env = os.environ | {"ROBUSTLAB_DATABASE_URL": seeded.url,
-                        "ROBUSTLAB_ARTIFACT_DIR": str(seeded.artifact_dir),
-                        "ROBUSTLAB_RUNS_DIR": str(log.parent / "runs")}
-    command = [sys.executable, "-m", "service.cli", "dashboard", "--port", str(port)]
-    with log.open("wb") as out:
-        server = subprocess.Popen(command, cwd=REPO, env=env, stdout=out,
-                                  stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        base = f"http://127.0.0.1:{port}"
-        _wait_healthy(base, server, log)
+    with serving(seeded, tmp_path_factory.mktemp("dashboard")) as base:
         yield base
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
 
 
 @pytest.fixture(scope="module")

@@ -27,9 +27,9 @@ import pytest
 from PIL import Image
 from playwright.sync_api import Browser, Locator, Page, sync_playwright
 
-from tests.dashboard.screenshots import serving, settle
+from tests.dashboard.screenshots import settle
 from tests.dashboard.seed import Seeded, seed_first_hour
-from tests.dashboard.test_browser import CHROMIUM, CHROMIUM_ARGS
+from tests.dashboard.serving import CHROMIUM, CHROMIUM_ARGS, serving
 
 pytestmark = pytest.mark.browser
 
