@@ -27,10 +27,17 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from statistics import NormalDist
 from typing import ClassVar, Literal
 
-from service.analysis.stats import CONFIDENCE, holm, unpaired_difference, wilson_interval
+from service.analysis.stats import (
+    CONFIDENCE,
+    holm,
+    normal_quantile,
+    t_quantile,
+    unpaired_difference,
+    upper_tail,
+    wilson_interval,
+)
 
 ALPHA = 0.05
 """The family-wise error rate of a report's verdicts."""
@@ -39,7 +46,6 @@ Verdict = Literal["holds", "does not hold", "unresolved", "no data"]
 VERDICTS: tuple[Verdict, ...] = ("holds", "does not hold", "unresolved", "no data")
 """The verdict words (a contract: ``report --format json`` and scripts read them)."""
 
-_NORMAL = NormalDist()
 
 
 @dataclass(frozen=True)
@@ -73,7 +79,7 @@ class Measure:
     def interval(self) -> tuple[float, float]:
         """95%: the t interval over seeds, else the Wilson interval of the accuracy."""
         if self.over_seeds:
-            half = _t_quantile(self.seeds - 1) * self.standard_error()
+            half = t_quantile(self.seeds - 1) * self.standard_error()
             return self.value - half, self.value + half
         k = min(max(round(self.value * self.n), 0), self.n)
         return wilson_interval(k, max(self.n, 1))
@@ -140,21 +146,6 @@ def _p(value: float | None) -> str:
     return "–" if value is None else (f"{value:.2g}" if value >= 1e-4 else f"{value:.1e}")
 
 
-def _t_quantile(df: float, confidence: float = CONFIDENCE) -> float:
-    from scipy.stats import t  # only where seeds were repeated
-
-    return float(t.ppf(0.5 + confidence / 2, df))
-
-
-def _upper_tail(z: float, df: float | None) -> float:
-    """P(Z >= z): normal, or Student's t with df degrees of freedom."""
-    if df is None:
-        return 1 - _NORMAL.cdf(z)
-    from scipy.stats import t
-
-    return float(t.sf(z, df))
-
-
 # --------------------------------------------------------------------------- tests
 
 
@@ -171,7 +162,7 @@ def difference(a: Measure, b: Measure, gap: float = 0.0, name: str = "") -> Test
         va, vb = a.standard_error() ** 2, b.standard_error() ** 2
         welch = (va + vb) ** 2 / (va ** 2 / (a.seeds - 1) + vb ** 2 / (b.seeds - 1))
         df: float | None = welch
-        half = _t_quantile(welch) * se
+        half = t_quantile(welch) * se
         low, high = estimate - half, estimate + half
         test = name or "one-sided Welch t test over seeds"
     else:
@@ -180,7 +171,7 @@ def difference(a: Measure, b: Measure, gap: float = 0.0, name: str = "") -> Test
         low, high = found.ci_low, found.ci_high
         test = name or "one-sided z test of two accuracies (Newcombe interval)"
     z = (estimate - gap) / se
-    return Test(test, estimate, low, high, _upper_tail(z, df), _upper_tail(-z, df),
+    return Test(test, estimate, low, high, upper_tail(z, df), upper_tail(-z, df),
                 min(a.n, b.n), min(a.seeds, b.seeds), False, z)
 
 
@@ -195,7 +186,7 @@ def threshold(m: Measure, value: float, above: bool, name: str = "") -> Test:
         se, df = math.sqrt(max(value * (1 - value), 1 / max(m.n, 1)) / max(m.n, 1)), None
     z = sign * (m.value - value) / se
     return Test(name or f"one-sided score test against {_points(value)}", m.value, low, high,
-                _upper_tail(z, df), _upper_tail(-z, df), m.n, m.seeds, None, z)
+                upper_tail(z, df), upper_tail(-z, df), m.n, m.seeds, None, z)
 
 
 def about(m: Measure, value: float, tolerance: float) -> Test:
@@ -230,8 +221,8 @@ def bound(m: Measure, limit: float, limit_se: float, name: str = "") -> Test:
     estimate = m.value - limit
     se = m.standard_error() + limit_se
     z = estimate / se
-    p_above = 1 - _NORMAL.cdf(z)
-    half = _NORMAL.inv_cdf(0.5 + CONFIDENCE / 2) * se
+    p_above = upper_tail(z)
+    half = normal_quantile(CONFIDENCE) * se
     return Test(name or "one-sided z test of the bound (errors added)", estimate,
                 estimate - half, estimate + half, None, p_above, m.n, m.seeds, None, None,
                 consistent=p_above >= ALPHA)
@@ -331,7 +322,7 @@ def settle(tests: Sequence[Test | None], alpha: float = ALPHA) -> list[tuple[Ver
 def needed(test: Test, level: float) -> str:
     """Roughly how many examples (or seeds) would settle the test at its observed effect:
     the standard error shrinks as 1/sqrt(size), so size × (z needed / z seen)²."""
-    z_needed = _NORMAL.inv_cdf(1 - level / 2)
+    z_needed = normal_quantile(1 - level)
     seen = test.z
     if seen is None or seen <= 0:
         return "the estimate points away from the claim: more data would more likely settle " \

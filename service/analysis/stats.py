@@ -45,6 +45,23 @@ def normal_quantile(confidence: float = CONFIDENCE) -> float:
     return NormalDist().inv_cdf(0.5 + confidence / 2)
 
 
+def t_quantile(df: float, confidence: float = CONFIDENCE) -> float:
+    """t such that Student's t with ``df`` degrees of freedom lies in [-t, t] with probability
+    ``confidence`` (scipy, imported only when a caller has repeats)."""
+    from scipy.special import stdtrit
+
+    return float(stdtrit(df, 0.5 + confidence / 2))
+
+
+def upper_tail(z: float, df: float | None = None) -> float:
+    """P(Z >= z): standard normal, or Student's t with ``df`` degrees of freedom."""
+    if df is None:
+        return 1 - NormalDist().cdf(z)
+    from scipy.special import stdtr
+
+    return float(stdtr(df, -z))
+
+
 # --------------------------------------------------------------------------- one proportion
 
 
@@ -280,7 +297,5 @@ def mean_interval(values: Sequence[float], confidence: float = CONFIDENCE) -> Me
     if n == 1:
         return MeanInterval(mean, math.nan, 1, math.nan, math.nan)
     std = math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (n - 1))
-    from scipy.special import stdtrit  # the t quantile; scipy only when a caller needs it
-
-    half = float(stdtrit(n - 1, 0.5 + confidence / 2)) * std / math.sqrt(n)
+    half = t_quantile(n - 1, confidence) * std / math.sqrt(n)
     return MeanInterval(mean, std, n, mean - half, mean + half)
