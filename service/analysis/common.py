@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -105,10 +105,33 @@ def recency(runs: Iterable[RunFacts]) -> dict[str, int]:
     return {run.id: index for index, run in enumerate(newest_first(runs))}
 
 
-def spec_key(run: RunFacts) -> str:
-    """The run's resolved spec without its seed: runs with the same key are repeats."""
+MAX_SOURCE_DEPTH = 8
+"""How many ``source.run`` links ``spec_key`` follows (an evaluation of an evaluation's ...)."""
+
+
+def canonical(value: Any) -> str:
+    """``value`` as JSON with sorted keys: equal values, equal text (grouping keys, hashes)."""
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def spec_key(run: RunFacts, lookup: Callable[[str], RunFacts | None] | None = None) -> str:
+    """16 hex digits of the run's resolved spec without its seed: runs with the same key are
+    repeats of one cell. With ``lookup`` (run id -> run, None when unknown), a ``source.run``
+    counts as the cell of the run it names, so evaluations of three seeds' models are repeats
+    too; an unknown run keeps its id."""
+    return hashlib.sha256(canonical(_cell_spec(run, lookup, 0)).encode()).hexdigest()[:16]
+
+
+def _cell_spec(run: RunFacts, lookup: Callable[[str], RunFacts | None] | None,
+               depth: int) -> Any:
     spec = {key: value for key, value in run.resolved_spec.items() if key != "seed"}
-    return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    source = spec.get("source")
+    if (lookup is not None and isinstance(source, Mapping) and source.get("run")
+            and depth < MAX_SOURCE_DEPTH):
+        trained = lookup(str(source["run"]))
+        if trained is not None:
+            spec["source"] = {**source, "run": {"cell": _cell_spec(trained, lookup, depth + 1)}}
+    return spec
 
 
 def tag_matches(stored: Any, wanted: Any) -> bool:

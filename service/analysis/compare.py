@@ -14,12 +14,12 @@ strongest attack of its ball (``AgainstStrongest``).
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from service.analysis.common import canonical
 from service.analysis.stats import Difference, holm, paired_difference, unpaired_difference
 
 MISSING = "∅"
@@ -143,13 +143,9 @@ def spec_diff(specs: Sequence[Mapping[str, Any]]) -> list[SpecDifference]:
     differences = []
     for path in paths:
         values = tuple(one.get(path, MISSING) for one in flat)
-        if any(_canonical(v) != _canonical(values[0]) for v in values[1:]):
+        if any(canonical(v) != canonical(values[0]) for v in values[1:]):
             differences.append(SpecDifference(path, values))
     return differences
-
-
-def _canonical(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, default=str)
 
 
 # --------------------------------------------------------------------------- results
@@ -169,7 +165,7 @@ def result_columns(runs: Sequence[RunSide]) -> tuple[str, ...]:
 
 
 def _unique(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> bool:
-    keys = [tuple(_canonical(row.get(c)) for c in columns) for row in rows]
+    keys = [tuple(canonical(row.get(c)) for c in columns) for row in rows]
     return len(keys) == len(set(keys))
 
 
@@ -184,7 +180,7 @@ def results_side_by_side(runs: Sequence[RunSide]) -> tuple[tuple[str, ...], list
     for index, run in enumerate(runs):
         for row in run.results:
             identity = {c: row.get(c) for c in columns}
-            key = _canonical(identity)
+            key = canonical(identity)
             if key not in table:
                 table[key] = (identity, [None] * len(runs))
             table[key][1][index] = row.get("accuracy")
@@ -204,7 +200,7 @@ def metric_label(name: str, tags: Mapping[str, Any]) -> str:
 def _tag_text(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:g}"
-    return value if isinstance(value, str) else _canonical(value)
+    return value if isinstance(value, str) else canonical(value)
 
 
 def curves(run_id: str, metrics: Iterable[Mapping[str, Any]]) -> list[Curve]:
@@ -212,7 +208,7 @@ def curves(run_id: str, metrics: Iterable[Mapping[str, Any]]) -> list[Curve]:
     series: dict[tuple[str, str], tuple[str, dict[str, Any], dict[int, float]]] = {}
     for metric in metrics:
         tags = dict(metric.get("tags") or {})
-        key = (str(metric["name"]), _canonical(tags))
+        key = (str(metric["name"]), canonical(tags))
         if key not in series:
             series[key] = (str(metric["name"]), tags, {})
         series[key][2][int(metric.get("step") or 0)] = float(metric["value"])
@@ -309,7 +305,7 @@ class AgainstStrongest:
 def evaluation_key(row: Mapping[str, Any]) -> str:
     """A row's identity as one string (``RESULT_IDENTITY``, the store's evaluation key): how
     ``RunSide.per_example`` finds a row's bits."""
-    return _canonical([row.get(c) for c in RESULT_IDENTITY])
+    return canonical([row.get(c) for c in RESULT_IDENTITY])
 
 
 def discordance(bits_a: bytes, bits_b: bytes, n: int) -> tuple[int, int, int, int]:
@@ -401,7 +397,7 @@ def paired_differences(runs: Sequence[RunSide]) -> list[PairedDifference]:
     """For every two runs (in the given order, a before b) and every evaluation both have
     (``pair_columns``), a minus b with its interval and p-value, Holm-adjusted over all."""
     columns = pair_columns(runs)
-    indexed = [{_canonical([row.get(c) for c in columns]): row
+    indexed = [{canonical([row.get(c) for c in columns]): row
                 for row in run.results if _testable(row)} for run in runs]
     found: list[tuple[RunSide, RunSide, Mapping[str, Any], DifferenceTest]] = []
     for i, side_a in enumerate(runs):
@@ -428,7 +424,7 @@ def against_strongest(runs: Sequence[RunSide]) -> list[AgainstStrongest]:
         balls: dict[str, list[Mapping[str, Any]]] = {}
         for row in side.results:
             if row.get("attack") not in NOT_ATTACKS and row.get("eval_norm") and _testable(row):
-                ball = _canonical([row.get(c) for c in ("model", "dataset", "split", "train_norm",
+                ball = canonical([row.get(c) for c in ("model", "dataset", "split", "train_norm",
                                                          "train_eps", "eval_norm", "eval_eps",
                                                          "checkpoint")])
                 balls.setdefault(ball, []).append(row)

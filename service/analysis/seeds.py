@@ -15,13 +15,11 @@ error), not the weakness of an attack.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from service.analysis.common import RunFacts
+from service.analysis.common import RunFacts, canonical, spec_key
 from service.analysis.stats import mean_interval
 
 KEY_COLUMNS = ("experiment", "kind", "model", "dataset", "split", "train_norm", "train_eps",
@@ -35,27 +33,6 @@ OVER_SEEDS_COLUMNS = (*KEY_COLUMNS, "cell", "n", "mean", "std", "seeds", "ci_low
 """The keys of every row of ``results --over-seeds`` (a contract: scripts parse these).
 ``cell``: 16 hex digits naming the spec less its seed; ``n``: examples per evaluation (null
 when the seeds' rows differ); ``seeds``: how many seeds; ``seed_values``/``run_ids``: which."""
-
-MAX_SOURCE_DEPTH = 8
-"""How many ``source.run`` links a cell key follows (an evaluation of an evaluation's ...)."""
-
-
-def cell_key(run: RunFacts, lookup: Callable[[str], RunFacts | None]) -> str:
-    """16 hex digits of the run's resolved spec less its seed, with ``source.run`` replaced by
-    the cell of the run it names (``lookup``: run id -> run, None when unknown: then the id
-    itself stays, and only evaluations of the same run are repeats)."""
-    return hashlib.sha256(_canonical(_cell_spec(run, lookup, 0)).encode()).hexdigest()[:16]
-
-
-def _cell_spec(run: RunFacts, lookup: Callable[[str], RunFacts | None], depth: int) -> Any:
-    spec = {key: value for key, value in run.resolved_spec.items() if key != "seed"}
-    source = spec.get("source")
-    if isinstance(source, Mapping) and source.get("run") and depth < MAX_SOURCE_DEPTH:
-        trained = lookup(str(source["run"]))
-        if trained is not None:
-            spec["source"] = {**source, "run": {"cell": _cell_spec(trained, lookup, depth + 1)}}
-    return spec
-
 
 def over_seeds(rows: Sequence[Mapping[str, Any]], runs: Mapping[str, RunFacts],
                lookup: Callable[[str], RunFacts | None] | None = None,
@@ -81,8 +58,8 @@ def over_seeds(rows: Sequence[Mapping[str, Any]], runs: Mapping[str, RunFacts],
         if run is None or accuracy is None or math.isnan(accuracy):
             continue
         if run.id not in cells:
-            cells[run.id] = cell_key(run, find)
-        key = (cells[run.id], _canonical([row.get(column) for column in KEY_COLUMNS]))
+            cells[run.id] = spec_key(run, find)
+        key = (cells[run.id], canonical([row.get(column) for column in KEY_COLUMNS]))
         seed = (_seed_of(run, find), run.seed)
         groups.setdefault(key, {}).setdefault(seed, (run.id, row))
     out = []
@@ -116,7 +93,3 @@ def _seed_of(run: RunFacts, lookup: Callable[[str], RunFacts | None]) -> int:
 
 def _or_none(value: float) -> float | None:
     return None if math.isnan(value) else value
-
-
-def _canonical(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, default=str)
