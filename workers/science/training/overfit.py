@@ -12,55 +12,34 @@ checkpoint is written.
 
 from __future__ import annotations
 
-from collections.abc import Sized
-from typing import cast
-
 import torch
 from torch import nn
 from torch.utils.data import Dataset
 
 from contract.specs.training import AdversaryConfig
 from workers.science.attacks import pgd
-from workers.science.losses import correct
-
-CHECK_BATCH = 256
+from workers.science.training.scoring import held_examples, scored
 
 
 class CatastrophicOverfitting(RuntimeError):
     """fgsm_rs lost its robustness to PGD; the message says when, by how much, and what to do."""
 
 
-def _first_examples(data: Dataset, n: int) -> tuple[torch.Tensor, torch.Tensor]:
-    count = min(n, len(cast(Sized, data)))
-    items = [data[i] for i in range(count)]
-    return torch.stack([x for x, _ in items]), torch.stack([torch.as_tensor(y) for _, y in items])
-
-
 def robust_accuracy(model: nn.Module, data: Dataset, adversary: AdversaryConfig, eps: float, *,
                     device: torch.device, seed: int) -> float:
-    """PGD accuracy of ``model`` (in eval mode) on the first ``overfit_check_examples`` items.
-
-    Items may be augmented from torch's global generator: it is forked, so the check never
-    moves the training's random stream (with or without the check, training is the same).
-    """
-    with torch.random.fork_rng(devices=[]):
-        x_all, y_all = _first_examples(data, adversary.overfit_check_examples)
+    """PGD accuracy of ``model`` (in eval mode) on the first ``overfit_check_examples`` items
+    (``scoring``: the training's random streams are left alone)."""
+    x_all, y_all = held_examples(data, adversary.overfit_check_examples)
     generator = torch.Generator(device=device).manual_seed(seed)
     steps = adversary.overfit_check_steps
-    was_training = model.training
-    model.eval()
-    hits = 0
-    try:
-        for start in range(0, len(y_all), CHECK_BATCH):
-            x = x_all[start:start + CHECK_BATCH].to(device)  # (b, C, H, W)
-            y = y_all[start:start + CHECK_BATCH].to(device)  # (b,)
-            x_adv = pgd(model, x, y, norm=adversary.norm, eps=eps, step_size=2.5 * eps / steps,
-                        steps=steps, generator=generator)
-            with torch.no_grad():
-                hits += int(correct(model(x_adv), y).sum())
-    finally:
-        model.train(was_training)
-    return hits / len(y_all)
+
+    def attack(net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return pgd(net, x, y, norm=adversary.norm, eps=eps, step_size=2.5 * eps / steps,
+                   steps=steps, generator=generator)
+
+    _, robust = scored(model, x_all, y_all, device=device, attack=attack, clean=False)
+    assert robust is not None
+    return robust
 
 
 def check_overfitting(accuracy: float, earlier: list[tuple[int, float]], *, epoch: int,

@@ -12,10 +12,8 @@ moves the training's random streams.
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Sized
 from dataclasses import dataclass
-from typing import cast
+from functools import cached_property
 
 import torch
 from torch import nn
@@ -23,9 +21,7 @@ from torch.utils.data import Dataset
 
 from contract.specs.attacks import PGDAttack
 from workers.science.attacks import pgd
-from workers.science.losses import correct
-
-VALIDATION_BATCH = 256
+from workers.science.training.scoring import held_examples, scored
 
 
 def split_indices(n: int, held_out: int, seed: int) -> tuple[list[int], list[int]]:
@@ -38,11 +34,6 @@ def split_indices(n: int, held_out: int, seed: int) -> tuple[list[int], list[int
     return sorted(order[held_out:]), sorted(order[:held_out])
 
 
-def indices_hash(indices: list[int]) -> str:
-    """sha256 of the indices as comma-separated text: which examples, in provenance."""
-    return hashlib.sha256(",".join(map(str, indices)).encode()).hexdigest()
-
-
 @dataclass(frozen=True)
 class ValidationSet:
     """Held-out examples (un-augmented) and the attack of ``val_robust_accuracy``."""
@@ -50,11 +41,10 @@ class ValidationSet:
     data: Dataset
     attack: PGDAttack | None
 
-
-def _tensors(data: Dataset) -> tuple[torch.Tensor, torch.Tensor]:
-    n = len(cast(Sized, data))
-    items = [data[i] for i in range(n)]
-    return torch.stack([x for x, _ in items]), torch.stack([torch.as_tensor(y) for _, y in items])
+    @cached_property
+    def tensors(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The examples stacked once, on the host: every epoch scores the same ones."""
+        return held_examples(self.data)
 
 
 def validate(model: nn.Module, validation: ValidationSet, *, device: torch.device,
@@ -62,29 +52,19 @@ def validate(model: nn.Module, validation: ValidationSet, *, device: torch.devic
     """(clean accuracy, robust accuracy or None) of ``model`` in eval mode on the split.
 
     The attack's random starts come from a device generator seeded with ``seed``; the model's
-    mode is put back afterwards.
+    mode is put back afterwards (``scoring``).
     """
-    with torch.random.fork_rng(devices=[]):
-        x_all, y_all = _tensors(validation.data)
-    attack = validation.attack
+    spec = validation.attack
     generator = torch.Generator(device=device).manual_seed(seed)
-    was_training = model.training
-    model.eval()
-    clean = robust = 0
-    try:
-        for start in range(0, len(y_all), VALIDATION_BATCH):
-            x = x_all[start:start + VALIDATION_BATCH].to(device)  # (b, C, H, W)
-            y = y_all[start:start + VALIDATION_BATCH].to(device)  # (b,)
-            with torch.no_grad():
-                clean += int(correct(model(x), y).sum())
-            if attack is not None:
-                x_adv = pgd(model, x, y, norm=attack.norm, eps=attack.eps,
-                            step_size=attack.resolved_step_size, steps=attack.steps,
-                            random_start=attack.random_start, restarts=attack.restarts,
-                            generator=generator)
-                with torch.no_grad():
-                    robust += int(correct(model(x_adv), y).sum())
-    finally:
-        model.train(was_training)
-    n = len(y_all)
-    return clean / n, (robust / n if attack is not None else None)
+
+    def attack(net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        assert spec is not None
+        return pgd(net, x, y, norm=spec.norm, eps=spec.eps, step_size=spec.resolved_step_size,
+                   steps=spec.steps, random_start=spec.random_start, restarts=spec.restarts,
+                   generator=generator)
+
+    x_all, y_all = validation.tensors
+    clean, robust = scored(model, x_all, y_all, device=device,
+                           attack=attack if spec is not None else None)
+    assert clean is not None
+    return clean, robust
