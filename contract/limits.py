@@ -9,9 +9,12 @@ line and exit 2 instead of a MemoryError, a hang or a database error at run time
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import TypeVar
 
-from pydantic import Field
+from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from contract.errors import Refusal
 
 
 class SpecLimits(BaseSettings):
@@ -72,7 +75,27 @@ class SpecLimits(BaseSettings):
 
 
 
+class SettingsError(Refusal):
+    """A ``ROBUSTLAB_*`` variable that cannot be read as its setting: one line naming it."""
+
+
+S = TypeVar("S", bound=BaseSettings)
+
+
+def read_settings(cls: type[S]) -> S:
+    """``cls()`` read from the environment, or ``SettingsError`` naming the first variable
+    that does not parse or is out of range (never pydantic's multi-line report)."""
+    try:
+        return cls()
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        field = str(error["loc"][0]) if error["loc"] else ""
+        prefix = str(cls.model_config.get("env_prefix") or "")
+        name = f"{prefix}{field}".upper()
+        raise SettingsError(f"{name}={error.get('input')!r}: {error['msg']}") from None
+
+
 @lru_cache(maxsize=1)
 def get_limits() -> SpecLimits:
     """The limits in force (cached: call ``get_limits.cache_clear()`` after changing them)."""
-    return SpecLimits()
+    return read_settings(SpecLimits)

@@ -9,7 +9,7 @@ from typing import Annotated
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
-from contract.limits import SpecLimits
+from contract.limits import SpecLimits, read_settings
 
 
 class Settings(SpecLimits):
@@ -121,4 +121,5 @@ class Settings(SpecLimits):
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    return Settings()
+    """The deployment's settings; ``SettingsError`` (one line) when a variable is unreadable."""
+    return read_settings(Settings)

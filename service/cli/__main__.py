@@ -1,7 +1,5 @@
 """``python -m service.cli``: the same as the ``robustlab`` entry point."""
 
-import sys
+from service.entry import main
 
-from service.cli.app import main
-
-sys.exit(main())
+main()

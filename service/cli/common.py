@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 import click
 from rich.console import Console
 
+from contract.limits import SettingsError
 from contract.specs.loading import SpecError
 from service.store.entities import RunInfo
 from service.store.repository import Store
@@ -55,7 +56,7 @@ def friendly_errors(fn: F) -> F:
             for problem in exc.problems:
                 err.print(str(problem), markup=False)
             raise SystemExit(EXIT_BAD_INPUT) from None
-        except (StoreError, FileNotFoundError) as exc:
+        except (StoreError, FileNotFoundError, SettingsError) as exc:
             if os.environ.get("ROBUSTLAB_DEBUG"):
                 raise
             raise UserError(first_line(str(exc)) or type(exc).__name__) from None

@@ -159,6 +159,22 @@ def test_unknown_run_is_one_line(migrated: Path) -> None:
     assert "Traceback" not in result.stderr and "doesnotexist" in result.stderr
 
 
+@pytest.mark.parametrize(("variable", "value", "says", "args"), [
+    ("ROBUSTLAB_MAX_YAML_DEPTH", "deep", "should be a valid integer", ["validate", "x.yaml"]),
+    ("ROBUSTLAB_DB_OUTAGE_S", "-5", "greater than 0", ["runs"]),
+    ("ROBUSTLAB_DB_RETRY_ATTEMPTS", "many", "valid integer", ["doctor"]),
+])
+def test_an_unreadable_setting_is_one_line_naming_the_variable(
+        workdir: Path, variable: str, value: str, says: str, args: list[str]) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ROBUSTLAB_")}
+    for command in ([ROBUSTLAB], [sys.executable, "-m", "service.cli"]):
+        result = subprocess.run([*command, *args], cwd=workdir, env={**env, variable: value},
+                                capture_output=True, text=True, timeout=120)
+        assert result.returncode == 2, result.stderr
+        (line,) = result.stderr.strip().splitlines()
+        assert line.startswith(f"error: {variable}={value!r}: ") and says in line
+
+
 def test_db_downgrade_and_upgrade(migrated: Path) -> None:
     robustlab("db", "downgrade", "base", cwd=migrated, check=True)
     current = robustlab("db", "current", cwd=migrated, check=True).stdout
