@@ -32,12 +32,14 @@ from tests.workers.helpers import (
 )
 from tests.workers.pg_cluster import Cluster, postgres_bin
 
-pytestmark = pytest.mark.skipif(postgres_bin() is None, reason="no PostgreSQL binaries (initdb)")
-
 
 @pytest.fixture
 def cluster() -> Iterator[Cluster]:
-    started = Cluster(postgres_bin())  # type: ignore[arg-type]
+    """A throwaway cluster; missing PostgreSQL binaries fail the test (never a silent skip)."""
+    bindir = postgres_bin()
+    if bindir is None:
+        pytest.fail("no PostgreSQL binaries (initdb): apt-get install -y postgresql")
+    started = Cluster(bindir)
     try:
         migrate.upgrade(started.url)
         yield started
