@@ -97,6 +97,27 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
+def machine(device: torch.device) -> str:
+    """The hardware a run ran on, in words (provenance: timings mean nothing without it)."""
+    cpu = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    parts = [f"{cpu}, {os.cpu_count()} cores, {torch.get_num_threads()} torch thread(s)"]
+    try:
+        pages, size = os.sysconf("SC_PHYS_PAGES"), os.sysconf("SC_PAGE_SIZE")
+        parts.append(f"{pages * size / 2**30:.0f} GiB")
+    except (ValueError, OSError, AttributeError):
+        pass
+    if device.type == "cuda":
+        parts.append(torch.cuda.get_device_name(device))
+    return "; ".join(parts)
+
+
 def _context(store: Store, run: RunInfo, device: torch.device, reporter: Reporter,
              settings: Settings, world: World) -> RunContext:
     def resolve_run_checkpoint(run_id: str) -> Path:
@@ -167,7 +188,8 @@ def execute_run(run_id: str, store: Store, *, device: str | None = None,
     log.info("run %s (%s, cell %d) starting on %s", run.id, run.experiment, run.cell, torch_device)
     try:  # from here on every way out ends the run: an unwritable runs_dir fails it, too
         ctx = _context(store, run, torch_device, reporter, settings, world)
-        reporter.provenance(world_size=world.size, nnodes=world.nnodes, backend=world.backend,
+        reporter.provenance(machine=machine(torch_device),
+                            world_size=world.size, nnodes=world.nnodes, backend=world.backend,
                             sync_batchnorm=world.sync_batchnorm if world.distributed else None)
         seed_everything(spec.seed)
         # a read stuck on a FIFO or a hung mount still ends at a cancel (workers.science.reads)
