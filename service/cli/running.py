@@ -177,36 +177,47 @@ def _run_distributed(loaded: Any, store: Store, launch: Launch, *, device: str |
 
 def tradeoff_sentences(rows: Sequence[dict[str, Any]]) -> list[str]:
     """The trade-off in two plain sentences when the rows hold a standard model (train_eps 0)
-    and an adversarially trained one attacked in the same ball; then what to try next."""
-    def model(eps_nonzero: bool) -> tuple[dict[str, Any], dict[str, Any]] | None:
-        runs = {r["run_id"] for r in rows if r["train_eps"] is not None
-                and (r["train_eps"] > 0) == eps_nonzero}
-        for run_id in sorted(runs):
-            mine = [r for r in rows if r["run_id"] == run_id and r["split"] == "test"]
-            clean = next((r for r in mine if r["attack"] == "none"), None)
-            worst = min((r for r in mine if r["attack"] not in ("none",) and r["eval_eps"]),
-                        key=lambda r: r["accuracy"], default=None)
-            if clean is not None and worst is not None:
-                return clean, worst
-        return None
+    and an adversarially trained one of the same architecture attacked in the same ball; then
+    what to try next.
 
-    standard, robust = model(False), model(True)
-    if standard is None or robust is None or (standard[1]["eval_norm"], standard[1]["eval_eps"]) \
-            != (robust[1]["eval_norm"], robust[1]["eval_eps"]):
+    A model is a run, its model name and its training eps: one theory or linear-features run
+    holds standard and adversarially trained models side by side. Transfer rows (a variant)
+    are another model's attack, not this model's worst case.
+    """
+    found: dict[tuple[str, str], tuple[dict[str, Any], dict[str, Any]]] = {}
+    keys = sorted({(r["run_id"], r.get("model") or "", r["train_eps"]) for r in rows
+                   if r["train_eps"] is not None})
+    for run_id, name, train_eps in keys:
+        mine = [r for r in rows if (r["run_id"], r.get("model") or "", r["train_eps"])
+                == (run_id, name, train_eps) and r["split"] == "test" and not r.get("variant")]
+        clean = next((r for r in mine if r["attack"] == "none"), None)
+        worst = min((r for r in mine if r["attack"] != "none" and r["eval_eps"]),
+                    key=lambda r: r["accuracy"], default=None)
+        if clean is not None and worst is not None:
+            found.setdefault((name, "robust" if train_eps > 0 else "standard"), (clean, worst))
+    pairs = [(found[(name, "standard")], found[(name, "robust")])
+             for name in sorted({name for name, _ in found})
+             if (name, "standard") in found and (name, "robust") in found]
+    pairs = [(standard, robust) for standard, robust in pairs
+             if (standard[1]["eval_norm"], standard[1]["eval_eps"])
+             == (robust[1]["eval_norm"], robust[1]["eval_eps"])]
+    if not pairs:
         return []
+    standard, robust = pairs[0]
     (s_clean, s_worst), (r_clean, r_worst) = standard, robust
     ball = f"{r_worst['eval_norm']} eps {r_worst['eval_eps']:g}"
 
     def pct(row: dict[str, Any]) -> str:
         return f"{100 * row['accuracy']:.1f}%"
 
+    method = f"{r_clean['train_method']}, " if r_clean.get("train_method") else ""
     gain = 100 * (r_worst["accuracy"] - s_worst["accuracy"])
     cost = 100 * (s_clean["accuracy"] - r_clean["accuracy"])
     return [
         "",
         f"Standard training: {pct(s_clean)} of the test images right, {pct(s_worst)} under "
         f"the strongest attack at {ball}. Adversarial training "
-        f"({r_clean['train_method'] or 'pgd'}, eps {r_clean['train_eps']:g}): {pct(r_clean)} "
+        f"({method}eps {r_clean['train_eps']:g}): {pct(r_clean)} "
         f"right, {pct(r_worst)} under attack.",
         f"Robustness gained: {gain:+.1f} points under attack, "
         + (f"for {cost:.1f} points of standard accuracy given up." if cost > 0 else

@@ -32,3 +32,25 @@ def test_nothing_to_say_without_both_models_in_one_ball() -> None:
     assert tradeoff_sentences([row("s", 0.0, "none", 0, 0.99), row("s", 0.0, "pgd", 0.2, 0.05),
                                row("r", 0.3, "none", 0, 0.9),
                                row("r", 0.3, "pgd", 0.3, 0.6)]) == []
+
+
+def test_one_run_holding_both_models_compares_them_not_itself() -> None:
+    """A theory or linear-features run holds the standard and the adversarially trained model;
+    the sentence compares those two, never a model with itself, and skips transfer rows."""
+    rows = [row("t", 0.0, "none", 0, 0.99), row("t", 0.0, "exact_linear", 0.2, 0.37),
+            row("t", 0.2, "none", 0, 0.96), row("t", 0.2, "exact_linear", 0.2, 0.72),
+            {**row("t", 0.2, "exact_linear", 0.2, 0.01), "variant": "transfer:svm->linear"}]
+    for r in rows:
+        r["model"] = "linear"
+    _, first, second, _ = tradeoff_sentences(rows)
+    assert "99.0% of the test images right, 37.0% under" in first
+    assert "(fgsm_rs, eps 0.2): 96.0% right, 72.0% under attack" in first
+    assert second.startswith("Robustness gained: +35.0 points")
+
+
+def test_models_of_different_architectures_are_not_compared() -> None:
+    rows = [{**row("t", 0.0, "none", 0, 1.0), "model": "averaging"},
+            {**row("t", 0.0, "exact_linear", 0.2, 0.0), "model": "averaging"},
+            {**row("t", 0.2, "none", 0, 0.7), "model": "svm"},
+            {**row("t", 0.2, "exact_linear", 0.2, 0.7), "model": "svm"}]
+    assert tradeoff_sentences(rows) == []
