@@ -90,9 +90,10 @@ def record(loaded: LoadedSpec, store: Store, *, queue: str | None = None,
     spec_id, planned = plan_runs(loaded, queue=queue)
     new, done, pending = triage(planned, store.list_runs(experiment=spec.name), force=force)
     runs: list[RunInfo] = []
+    # always: a spec recorded before its overrides were kept gains them (provenance)
+    store.add_spec(spec_id, spec.name, spec.kind, loaded.source_path, loaded.source_yaml,
+                   spec.model_dump(mode="json"), overrides=loaded.overrides)
     if new:
-        store.add_spec(spec_id, spec.name, spec.kind, loaded.source_path, loaded.source_yaml,
-                       spec.model_dump(mode="json"))
         recorded = store.add_runs(spec_id, new)
         # A racing caller recorded some of these cells first: those come back as its runs.
         planned_ids = {cell.id for cell in new}

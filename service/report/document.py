@@ -13,6 +13,7 @@ from pathlib import Path
 from service.analysis.claims import VERDICT_LABELS, Claim, settle_claims
 from service.analysis.evidence import ALPHA
 from service.report.inputs import ReportInputs
+from service.report.provenance import provenance_markdown
 from service.report.render import FIGURES, claim_list, markdown_table
 from service.store.entities import ArtifactInfo, RunInfo
 
@@ -57,7 +58,7 @@ class Report:
             parts += section.markdown
             if section.claims:
                 parts.append(claim_list(section.claims))
-        parts += ["## Provenance", provenance_table(self.used_runs())]
+        parts += ["## Provenance", provenance_markdown(self.used_runs(), self.inputs.specs)]
         text = "\n\n".join(parts) + "\n"
         return text if figures == FIGURES else text.replace(f"]({FIGURES}/", f"]({figures}/")
 
@@ -109,28 +110,6 @@ def settle_sections(sections: Sequence[Section]) -> None:
     settled = iter(settle_claims([claim for section in sections for claim in section.claims]))
     for section in sections:
         section.claims = [next(settled) for _ in section.claims]
-
-
-def provenance_table(runs: Sequence[RunInfo]) -> str:
-    if not runs:
-        return "No runs used."
-    rows = [[f"`{run.id}`", run.experiment, run.kind,
-             " ".join(f"{k}={v}" for k, v in run.params.items()) or "–",
-             run.git_sha or "–", (run.data_hash or "–")[:16], f"`{run.spec_hash[:12]}`",
-             run.device or "–", _processes(run),
-             f"{run.finished_at:%Y-%m-%d %H:%M}" if run.finished_at else "–"]
-            for run in runs]
-    return markdown_table(["run", "experiment", "kind", "params", "git sha", "data hash",
-                           "spec hash", "device", "processes", "finished (UTC)"], rows)
-
-
-def _processes(run: RunInfo) -> str:
-    """The world size a run ran at (1 for runs older than distributed execution)."""
-    size = run.provenance.get("world_size", 1)
-    nodes = run.provenance.get("nnodes", 1)
-    backend = run.provenance.get("backend")
-    return f"{size}" + (f" on {nodes} nodes" if nodes > 1 else "") + (
-        f" ({backend})" if backend else "")
 
 
 def write_report(report: Report, out_dir: Path, read: Callable[[ArtifactInfo], bytes],

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 from contract.status import RunStatus
 from service.analysis.common import Row, recency, rows_of
-from service.store.entities import ArtifactInfo, MetricInfo, RunInfo
+from service.store.entities import ArtifactInfo, MetricInfo, RunInfo, SpecInfo
 from service.store.repository import Store
 
 REPORT_METRICS = (
@@ -31,6 +31,8 @@ class ReportInputs:
     """Runs not used because they have not succeeded, counted by status."""
     experiments: tuple[str, ...] = ()
     """The experiments asked for; empty means all."""
+    specs: dict[str, SpecInfo] = field(default_factory=dict)
+    """The specs of the succeeded runs, by id (for the commands in the provenance)."""
 
     def runs_of_kind(self, kind: str) -> list[RunInfo]:
         return [run for run in self.runs if run.kind == kind]
@@ -57,7 +59,9 @@ def collect(store: Store, experiments: Sequence[str] = ()) -> ReportInputs:
                if metric.run_id in ids]
     artifacts = [artifact for artifact in store.artifacts() if artifact.run_id in ids]
     left_out = Counter(str(run.status) for run in runs if run.status != RunStatus.SUCCEEDED)
-    return ReportInputs(succeeded, rows, metrics, artifacts, dict(left_out), tuple(experiments))
+    specs = {spec.id: spec for spec in store.specs(sorted({run.spec_id for run in succeeded}))}
+    return ReportInputs(succeeded, rows, metrics, artifacts, dict(left_out), tuple(experiments),
+                        specs)
 
 
 def _runs(store: Store, experiments: Sequence[str]) -> list[RunInfo]:

@@ -14,6 +14,20 @@ from contract.status import RunStatus
 
 
 @dataclass(frozen=True)
+class SpecInfo:
+    """A recorded spec: where it came from and the overrides applied to it."""
+
+    id: str
+    name: str
+    kind: str
+    source_path: str | None
+    """The file it was read from; ``None`` for text submitted through the dashboard or API."""
+    overrides: list[str] | None
+    """The ``--set`` items, in order; ``None`` when recorded before they were kept."""
+    created_at: datetime
+
+
+@dataclass(frozen=True)
 class RunInfo:
     """One run as stored: its cell of the spec, its life cycle and its provenance."""
 

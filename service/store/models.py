@@ -64,6 +64,9 @@ class Spec(Base):
     kind: Mapped[str] = mapped_column(String(40))
     source_path: Mapped[str | None] = mapped_column(Text)
     source_yaml: Mapped[str] = mapped_column(Text)
+    overrides: Mapped[list[Any] | None] = mapped_column(JSON, nullable=True)
+    """The ``--set PATH=VALUE`` items applied to the file, in order (null: recorded before
+    migration 0007)."""
     spec: Mapped[dict[str, Any]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 

@@ -22,7 +22,14 @@ from sqlalchemy.orm import Session
 from contract.records import ArtifactRecord, CheckpointRecord, EvaluationRecord, MetricRecord
 from contract.status import PENDING, TERMINAL, RunStatus, pending_sql
 from service.settings import Settings, get_settings
-from service.store.entities import ArtifactInfo, CheckpointInfo, MetricInfo, NewRun, RunInfo
+from service.store.entities import (
+    ArtifactInfo,
+    CheckpointInfo,
+    MetricInfo,
+    NewRun,
+    RunInfo,
+    SpecInfo,
+)
 from service.store.migrate import check_schema
 from service.store.models import (
     EVALUATION_COLUMNS,
@@ -120,17 +127,26 @@ class Store:
     # ------------------------------------------------------------------ specs and runs
 
     def add_spec(self, spec_id: str, name: str, kind: str, source_path: str | None,
-                 source_yaml: str, spec_json: dict[str, Any]) -> None:
-        """Record a spec; recording the same spec (same content hash) again changes nothing."""
+                 source_yaml: str, spec_json: dict[str, Any],
+                 overrides: Sequence[str] = ()) -> None:
+        """Record a spec; recording the same spec (same content hash) again changes nothing,
+        except that a spec recorded before overrides were kept gains them."""
         values = {"id": spec_id, "name": name, "kind": kind, "source_path": source_path,
-                  "source_yaml": source_yaml, "spec": spec_json}
+                  "source_yaml": source_yaml, "spec": spec_json, "overrides": list(overrides)}
 
         def work(session: Session) -> None:
-            statement = self._insert(Spec).values(values).on_conflict_do_nothing(
-                index_elements=["id"])
-            session.execute(statement)
+            statement = self._insert(Spec).values(values)
+            session.execute(statement.on_conflict_do_update(
+                index_elements=["id"], set_={"overrides": statement.excluded.overrides},
+                where=Spec.__table__.c.overrides.is_(None)))
 
         self._run(work)
+
+    def specs(self, spec_ids: Sequence[str]) -> list[SpecInfo]:
+        """The recorded specs with these ids, oldest first."""
+        query = select(Spec).where(Spec.id.in_(list(spec_ids))).order_by(Spec.created_at,
+                                                                           Spec.id)
+        return self._all(SpecInfo, query)
 
     def add_runs(self, spec_id: str, runs: Sequence[NewRun]) -> list[RunInfo]:
         """Record queued runs of a spec in one transaction; each comes back as the run now
