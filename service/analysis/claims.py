@@ -221,7 +221,8 @@ def measure(point: Figure1Point) -> Measure:
     """A Figure 1 point's accuracy with its uncertainty: over its seeds when repeated (its n
     counts the examples of every repeat)."""
     seeds = max(point.seeds, 1)
-    return Measure(point.accuracy, max(point.n // seeds, 1), seeds, point.accuracy_std)
+    return Measure(point.accuracy, max(point.n // seeds, 1), seeds, point.accuracy_std,
+                   point.outcome)
 
 
 def falling(first: Measure, last: Measure, steps: Sequence[tuple[Measure, Measure]],
@@ -318,9 +319,9 @@ def table4_claims(found: Sequence[Table4Row], missing_hint: str, scale: Scale | 
                 for text in TABLE4_CLAIMS]
     std, adv = by["standard"], by["adversarial"]
     claims = [
-        _compare(TABLE4_CLAIMS[0], (std.cells[1], std.n_test), (adv.cells[1], adv.n_test), 0.0,
+        _compare(TABLE4_CLAIMS[0], _cell(std, 1, 0), _cell(adv, 1, 0), 0.0,
                  "standard", "adversarial"),
-        _compare(TABLE4_CLAIMS[1], (adv.cells[3], adv.n_test), (std.cells[3], std.n_test),
+        _compare(TABLE4_CLAIMS[1], _cell(adv, 3, 1), _cell(std, 3, 1),
                  TABLE4_ADVERSARIAL_GAP, "adversarial", "standard"),
         _compare_weights(std.weight_l1, adv.weight_l1),
     ]
@@ -333,16 +334,21 @@ def _scaled(claim: Claim, scale: Scale | None, paper_scale: Scale | None) -> Cla
     return replace(claim, scale=scale, paper_scale=paper_scale)
 
 
-def _compare(text: str, larger: tuple[float | None, int], smaller: tuple[float | None, int],
-             gap: float, larger_name: str, smaller_name: str) -> Claim:
-    """One-sided: the first accuracy exceeds the second by more than ``gap`` (unpaired: the
-    two models' rows are compared as two accuracies)."""
-    (a, n_a), (b, n_b) = larger, smaller
-    if a is None or b is None:
+def _cell(row: Table4Row, cell: int, outcome: int) -> Measure | None:
+    """A test-split cell of Table 4 with its per-example outcomes (None if missing)."""
+    value = row.cells[cell]
+    return None if value is None else Measure(value, row.n_test,
+                                              outcome=row.test_outcomes[outcome])
+
+
+def _compare(text: str, larger: Measure | None, smaller: Measure | None, gap: float,
+             larger_name: str, smaller_name: str) -> Claim:
+    """One-sided: the first accuracy exceeds the second by more than ``gap``; paired when the
+    two models were scored on the same examples with their outcomes stored."""
+    if larger is None or smaller is None:
         return no_data("Table 4", text, "a cell of Table 4 is missing")
-    test = difference(Measure(a, n_a), Measure(b, n_b), gap,
-                      f"one-sided z test of difference > {100 * gap:g} points "
-                      "(Newcombe interval)")
+    a, b = larger.value, smaller.value
+    test = difference(larger, smaller, gap, f"difference > {100 * gap:g} points, one-sided")
     return judge("Table 4", text, test,
                  f"{larger_name} {pct(a)}% vs {smaller_name} {pct(b)}% "
                  f"(difference {100 * (a - b):+.2f} points)")
@@ -385,13 +391,16 @@ def topk_claim(points: Sequence[TopKPoint], missing_hint: str, scale: Scale | No
     after = [(p, acc) for p, acc in measured if p.k >= peak.k]
     last, bottom = after[-1]
     steps = list(zip(after, after[1:], strict=False))
-    test = falling(Measure(top, peak.n), Measure(bottom, last.n),
-                   [(Measure(x, a.n), Measure(y, b.n)) for (a, x), (b, y) in steps],
+    test = falling(Measure(top, peak.n, outcome=peak.outcome),
+                   Measure(bottom, last.n, outcome=last.outcome),
+                   [(Measure(x, a.n, outcome=a.outcome), Measure(y, b.n, outcome=b.outcome))
+                    for (a, x), (b, y) in steps],
                    "the peak k against the largest, one-sided, and no significant rise "
                    "between neighbours")
     if last.k == peak.k:  # the peak is the largest k: shown false by a rise up to it
         first_k, lowest = measured[0]
-        rise = difference(Measure(top, peak.n), Measure(lowest, first_k.n))
+        rise = difference(Measure(top, peak.n, outcome=peak.outcome),
+                          Measure(lowest, first_k.n, outcome=first_k.outcome))
         assert rise.ci_low is not None and rise.ci_high is not None
         test = replace(test, name="peak at the largest k: the rise from the smallest k to it, "
                        "one-sided", estimate=-rise.estimate, ci_low=-rise.ci_high,

@@ -3,9 +3,11 @@
 A claim of the report is judged by one explicit test (``Test``), built here from measured
 accuracies (``Measure``: a value, its examples, and its seeds when the cell was repeated):
 
-- an inequality between two accuracies (``difference``): one-sided, a z test on the two
-  binomial accuracies (unpaired: the report's rows carry no per-example bits) with Newcombe's
-  hybrid score interval, or Welch's t test over the seeds when both cells have two or more;
+- an inequality between two accuracies (``difference``): one-sided; paired when both were
+  measured once on the same examples with per-example outcomes stored (the exact McNemar test,
+  or a z test of the paired difference against a non-zero gap, with Newcombe's paired
+  interval); else a z test on the two binomial accuracies with Newcombe's hybrid score
+  interval, or Welch's t test over the seeds when both cells have two or more;
 - a value against a threshold (``threshold``): one-sided score test at the threshold;
 - "about p" (``about``): two one-sided tests against p ± tolerance (equivalence);
 - "matches" a closed form (``matches``): holds when the closed form lies inside every 95%
@@ -29,10 +31,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import ClassVar, Literal
 
+from service.analysis.pairing import Outcome, discordance, is_paired
 from service.analysis.stats import (
     CONFIDENCE,
+    binomial_half_upper,
     holm,
     normal_quantile,
+    paired_difference,
     t_quantile,
     unpaired_difference,
     upper_tail,
@@ -62,6 +67,9 @@ class Measure:
     n: int
     seeds: int = 1
     std: float | None = None
+    outcome: Outcome | None = None
+    """Its per-example outcomes and example identity, where one run measured it: two such
+    measures of the same examples are compared paired."""
 
     @property
     def over_seeds(self) -> bool:
@@ -150,12 +158,16 @@ def _p(value: float | None) -> str:
 
 
 def difference(a: Measure, b: Measure, gap: float = 0.0, name: str = "") -> Test:
-    """"a exceeds b by more than ``gap``", one-sided, unpaired.
+    """"a exceeds b by more than ``gap``", one-sided.
 
-    Welch's t over the seeds when both were repeated (the seeds' spread holds sampling and
-    training variation), else a z test on the two binomial accuracies, with Newcombe's hybrid
-    score interval for the difference.
+    Paired when both were measured once on the same examples (``paired``). Else Welch's t over
+    the seeds when both were repeated (the seeds' spread holds sampling and training
+    variation), else a z test on the two binomial accuracies, with Newcombe's hybrid score
+    interval for the difference. ``name`` says what is compared; the method is appended.
     """
+    if (not a.over_seeds and not b.over_seeds and a.outcome is not None
+            and b.outcome is not None and is_paired(a.outcome, b.outcome)):
+        return paired(a.outcome, b.outcome, gap, name)
     estimate = a.value - b.value
     se = math.sqrt(a.standard_error() ** 2 + b.standard_error() ** 2)
     if a.over_seeds and b.over_seeds:
@@ -164,15 +176,41 @@ def difference(a: Measure, b: Measure, gap: float = 0.0, name: str = "") -> Test
         df: float | None = welch
         half = t_quantile(welch) * se
         low, high = estimate - half, estimate + half
-        test = name or "one-sided Welch t test over seeds"
+        method = "Welch t test over seeds"
     else:
         df = None
         found = unpaired_difference(_count(a), max(a.n, 1), _count(b), max(b.n, 1))
         low, high = found.ci_low, found.ci_high
-        test = name or "one-sided z test of two accuracies (Newcombe interval)"
+        method = "z test of two accuracies, Newcombe interval"
     z = (estimate - gap) / se
-    return Test(test, estimate, low, high, upper_tail(z, df), upper_tail(-z, df),
-                min(a.n, b.n), min(a.seeds, b.seeds), False, z)
+    return Test(_named(name, method), estimate, low, high, upper_tail(z, df),
+                upper_tail(-z, df), min(a.n, b.n), min(a.seeds, b.seeds), False, z)
+
+
+def paired(a: Outcome, b: Outcome, gap: float = 0.0, name: str = "") -> Test:
+    """"a exceeds b by more than ``gap``" on the same examples, one-sided, from the discordant
+    examples: the exact McNemar test at gap 0 (of a_only + b_only examples, a_only favour a),
+    a z test of the paired difference against a non-zero gap; Newcombe's paired interval."""
+    assert a.bits is not None and b.bits is not None
+    both, a_only, b_only, neither = discordance(a.bits, b.bits, a.n)
+    n = a.n
+    found = paired_difference(both, a_only, b_only, neither)
+    estimate = (a_only - b_only) / n
+    se = math.sqrt(max(((a_only + b_only) / n - estimate ** 2) / n, 1 / n ** 2))
+    z = (estimate - gap) / se
+    if gap == 0:
+        method = "exact McNemar test, Newcombe paired interval"
+        p_holds = binomial_half_upper(a_only, a_only + b_only)
+        p_against = binomial_half_upper(b_only, a_only + b_only)
+    else:
+        method = "z test of the paired difference, Newcombe paired interval"
+        p_holds, p_against = upper_tail(z), upper_tail(-z)
+    return Test(_named(name, method), estimate, found.ci_low, found.ci_high, p_holds, p_against,
+                n, 1, True, z)
+
+
+def _named(name: str, method: str) -> str:
+    return f"{name} ({method})" if name else f"one-sided {method}"
 
 
 def threshold(m: Measure, value: float, above: bool, name: str = "") -> Test:

@@ -25,12 +25,13 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import pandas as pd
 
 from service.analysis.common import Row, RunFacts, is_clean, mean_std, norm_rank, spec_key
+from service.analysis.pairing import Outcome, row_outcome
 
 NON_FIGURE1_DATASETS = frozenset({"theory", "binary_mnist"})
 """Not Figure 1's: the theory's Gaussian features and Table 4's binary MNIST."""
@@ -66,6 +67,8 @@ class Figure1Point:
     n: int
     """Test examples behind the mean (summed over the repeats)."""
     run_ids: tuple[str, ...]
+    outcome: Outcome | None = field(default=None, repr=False, compare=False)
+    """The per-example outcomes where one run measured the point (paired comparisons)."""
 
     @property
     def curve(self) -> CurveKey:
@@ -204,21 +207,22 @@ def _borrow_rank(cell: Cell, curve: CurveKey) -> tuple[bool, bool, int, str]:
 
 def _aggregate(curve: CurveKey, eps: float, rows: Sequence[Row]) -> list[Figure1Point]:
     dataset, norm, experiment, method, model = curve
-    worst: dict[tuple[str, str | None, float], dict[str, tuple[float, int]]] = defaultdict(dict)
+    worst: dict[tuple[str, str | None, float], dict[str, Row]] = defaultdict(dict)
     for row in rows:
         key = ("none", None, 0.0) if is_clean(row) else (
             row["attack"], row["eval_norm"], float(row["eval_eps"]))
         runs = worst[key]
         found = runs.get(row["run_id"])
-        if found is None or row["accuracy"] < found[0]:
-            runs[row["run_id"]] = (float(row["accuracy"]), int(row["n"]))
+        if found is None or row["accuracy"] < found["accuracy"]:
+            runs[row["run_id"]] = row
     points = []
     for (attack, eval_norm, eval_eps), per_run in worst.items():
         ids = tuple(sorted(per_run))
-        mean, std = mean_std([per_run[i][0] for i in ids])
+        mean, std = mean_std([float(per_run[i]["accuracy"]) for i in ids])
         points.append(Figure1Point(dataset, norm, experiment, method, model, eps, attack,
                                    eval_norm, eval_eps, mean, std, len(ids),
-                                   sum(per_run[i][1] for i in ids), ids))
+                                   sum(int(per_run[i]["n"]) for i in ids), ids,
+                                   row_outcome(per_run[ids[0]]) if len(ids) == 1 else None))
     return points
 
 
@@ -244,6 +248,7 @@ def standard_curves(points: Iterable[Figure1Point]) -> dict[CurveKey, list[Figur
 
 def figure1_frame(points: Iterable[Figure1Point]) -> pd.DataFrame:
     """The points as a DataFrame (one row per point; ``run_ids`` joined by spaces)."""
-    columns = [name for name in Figure1Point.__dataclass_fields__]
-    records = [asdict(p) | {"run_ids": " ".join(p.run_ids)} for p in points]
+    columns = [name for name in Figure1Point.__dataclass_fields__ if name != "outcome"]
+    records = [{key: value for key, value in asdict(p).items() if key != "outcome"}
+               | {"run_ids": " ".join(p.run_ids)} for p in points]
     return pd.DataFrame(records, columns=columns)

@@ -140,6 +140,16 @@ def binomial_half_p(k: int, m: int) -> float:
     return min(1.0, 2 * math.fsum(terms))
 
 
+def binomial_half_upper(k: int, m: int) -> float:
+    """P(X >= k) for X ~ Bin(m, 1/2): the exact one-sided McNemar p-value of k of the m
+    discordant examples favouring one side (``scipy.stats.binom.sf(k - 1, m, 0.5)``)."""
+    _check_count(k, m)
+    if k == 0:
+        return 1.0
+    return min(1.0, math.fsum(math.exp(_log_choose(m, i) - m * math.log(2))
+                              for i in range(k, m + 1)))
+
+
 def mcnemar_p(a_only: int, b_only: int) -> float:
     """The exact McNemar p-value: a two-sided binomial test of min(a_only, b_only) among the
     a_only + b_only discordant pairs at 1/2; 1.0 when there are none."""

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from service.analysis.common import MetricFacts, Row, is_clean, metric_value, named, tag_matches
+from service.analysis.pairing import Outcome, row_outcome
 from service.analysis.paper import TABLE4_EPS
 
 TOPK_PATTERN = re.compile(r"^topk=(\d+)$")
@@ -38,6 +39,8 @@ class Table4Row:
     low_weight: tuple[float, float] | None
     """(share of |w| on pixels below the correlation threshold, the threshold)."""
     run_id: str
+    test_outcomes: tuple[Outcome | None, Outcome | None] = (None, None)
+    """The std test and adv test cells' per-example outcomes (for paired comparisons)."""
 
 
 def table4_rows(rows: Sequence[Row], metrics: Sequence[MetricFacts],
@@ -59,6 +62,8 @@ def table4_rows(rows: Sequence[Row], metrics: Sequence[MetricFacts],
         std_train, std_test, adv_train, adv_test = (
             attacked_cell(mine, split, attacked)
             for attacked in (False, True) for split in ("train", "test"))
+        outcomes = tuple(_outcome(attacked_row(mine, "test", attacked))
+                         for attacked in (False, True))
         n_test = next((r["n"] for r in mine if r["split"] == "test"), 0)
         own = [m for m in metrics if m.run_id == run_id]
         weight = metric_value(named(own, "weight_l1"), train_eps=float(train_eps))
@@ -67,18 +72,28 @@ def table4_rows(rows: Sequence[Row], metrics: Sequence[MetricFacts],
                     if "threshold" in m.tags and m.value is not None
                     and tag_matches(m.tags.get("train_eps"), float(train_eps))), None)
         result.append(Table4Row(training, train_eps, (std_train, std_test, adv_train, adv_test),
-                                n_test, weight, low, run_id))
+                                n_test, weight, low, run_id, (outcomes[0], outcomes[1])))
     return result
 
 
 def attacked_cell(rows: Sequence[Row], split: str, attacked: bool) -> float | None:
     """Clean accuracy, or the worst over attacks at the evaluation ε nearest 0.2."""
+    row = attacked_row(rows, split, attacked)
+    return None if row is None else float(row["accuracy"])
+
+
+def attacked_row(rows: Sequence[Row], split: str, attacked: bool) -> Row | None:
+    """The row of ``attacked_cell``."""
     mine = [r for r in rows if r["split"] == split and (r["eval_eps"] > 0) == attacked
             and (attacked or r["attack"] == "none")]
     if not mine:
         return None
     eps = min({r["eval_eps"] for r in mine}, key=lambda e: abs(e - TABLE4_EPS))
-    return min(r["accuracy"] for r in mine if r["eval_eps"] == eps)
+    return min((r for r in mine if r["eval_eps"] == eps), key=lambda r: r["accuracy"])
+
+
+def _outcome(row: Row | None) -> Outcome | None:
+    return None if row is None else row_outcome(row)
 
 
 @dataclass(frozen=True)
@@ -88,6 +103,8 @@ class TopKPoint:
     adversarial: float | None
     n: int
     run_id: str
+    outcome: Outcome | None = None
+    """The adversarial accuracy's per-example outcomes (for paired comparisons)."""
 
 
 def topk_points(rows: Sequence[Row], recency: dict[str, int]) -> list[TopKPoint]:
@@ -103,8 +120,9 @@ def topk_points(rows: Sequence[Row], recency: dict[str, int]) -> list[TopKPoint]
         run_id = min((r["run_id"] for r in tagged), key=recency.__getitem__)
         mine = [r for r in tagged if r["run_id"] == run_id]
         clean = next((r["accuracy"] for r in mine if is_clean(r)), None)
-        points.append(TopKPoint(k, clean, attacked_cell(mine, "test", attacked=True),
-                                mine[0]["n"], run_id))
+        worst = attacked_row(mine, "test", attacked=True)
+        points.append(TopKPoint(k, clean, None if worst is None else float(worst["accuracy"]),
+                                mine[0]["n"], run_id, _outcome(worst)))
     return points
 
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 from contract.status import RunStatus
 from service.analysis.common import Row, recency, rows_of
+from service.analysis.compare import RESULT_IDENTITY, evaluation_key
 from service.store.entities import ArtifactInfo, MetricInfo, RunInfo, SpecInfo
 from service.store.repository import Store
 
@@ -54,7 +55,7 @@ def collect(store: Store, experiments: Sequence[str] = ()) -> ReportInputs:
     runs = _runs(store, experiments)
     succeeded = [run for run in runs if run.status == RunStatus.SUCCEEDED]
     ids = {run.id for run in succeeded}
-    rows = store.results(run_ids=sorted(ids)) if ids else []
+    rows = with_outcomes(store, store.results(run_ids=sorted(ids))) if ids else []
     metrics = [metric for name in REPORT_METRICS for metric in store.metrics(name=name)
                if metric.run_id in ids]
     artifacts = [artifact for artifact in store.artifacts() if artifact.run_id in ids]
@@ -62,6 +63,16 @@ def collect(store: Store, experiments: Sequence[str] = ()) -> ReportInputs:
     specs = {spec.id: spec for spec in store.specs(sorted({run.spec_id for run in succeeded}))}
     return ReportInputs(succeeded, rows, metrics, artifacts, dict(left_out), tuple(experiments),
                         specs)
+
+
+def with_outcomes(store: Store, rows: list[Row]) -> list[Row]:
+    """The rows with their per-example bits (``per_example``) where stored: the claims
+    compare models scored on the same examples paired."""
+    bits = {(row["run_id"], evaluation_key(row)): row["per_example"] for row in
+            store.per_example(sorted({row["run_id"] for row in rows}),
+                              ("run_id", *RESULT_IDENTITY))}
+    return [{**row, "per_example": bits.get((row["run_id"], evaluation_key(row)))}
+            for row in rows]
 
 
 def _runs(store: Store, experiments: Sequence[str]) -> list[RunInfo]:

@@ -210,3 +210,12 @@ def test_mean_interval_is_scipys_t_interval(values: list[float]) -> None:
 def test_mean_interval_of_one_seed_has_no_interval() -> None:
     found = stats.mean_interval([0.7])
     assert found.mean == 0.7 and math.isnan(found.std) and math.isnan(found.ci_low)
+
+
+def test_one_sided_binomial_tail_matches_scipy() -> None:
+    """The exact one-sided McNemar p-value the paired claims use: P(X >= k), X ~ Bin(m, 1/2)."""
+    for _ in range(200):
+        m = RNG.choice([0, 1, 2, 7, 40, 387, 2_000])
+        k = RNG.randint(0, m)
+        expected = scipy_stats.binom.sf(k - 1, m, 0.5)
+        assert stats.binomial_half_upper(k, m) == pytest.approx(expected, rel=1e-9, abs=1e-300)

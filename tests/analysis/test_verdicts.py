@@ -3,13 +3,15 @@
 Holm's step-down is checked on a hand-made family (adjusted p-values computed by hand), the
 one-sided tests against scipy (``norm``, ``ttest_ind_from_stats``), and the claims themselves:
 a Table 4 claim that holds at n = 20,000 reads ``unresolved`` at n = 50 with the same
-accuracies, and says how many examples would settle it; comparisons say they are unpaired.
+accuracies, and says how many examples would settle it; comparisons say whether they are
+paired (models scored on the same examples: the exact McNemar test) or unpaired.
 """
 
 from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 from scipy import stats as scipy_stats
 
@@ -23,6 +25,7 @@ from service.analysis.evidence import (
     settle,
     threshold,
 )
+from service.analysis.pairing import Outcome
 from service.analysis.table4 import Table4Row
 
 
@@ -104,3 +107,50 @@ def test_an_unpaired_comparison_is_flagged_as_such() -> None:
     assert "; unpaired" in claim.detail
     assert "95% CI [" in claim.detail and "n = 20,000" in claim.detail
     assert "seeds = 1" in claim.detail and "p = " in claim.detail
+
+
+def scored(correct: list[bool], *, examples: str = "first") -> Outcome:
+    """A model's outcomes on n examples, packed as the store keeps them."""
+    bits = np.packbits(np.array(correct, dtype=bool)).tobytes()
+    return Outcome(sum(correct) / len(correct), len(correct), "binary_mnist", "test", bits,
+                   "data", examples)
+
+
+def test_models_scored_on_the_same_examples_are_compared_paired() -> None:
+    """Two accuracies 2 points apart on 2,000 examples: unpaired, unresolved; paired (they
+    disagree on 40 examples, all in a's favour), the exact McNemar test settles it. The p-value
+    is scipy's binomial tail; a_only − b_only = n × difference."""
+    n, a_only = 2_000, 40
+    b_correct = [i % 2 == 0 for i in range(n)]
+    a_correct = [c or i < 2 * a_only and i % 2 == 1 for i, c in enumerate(b_correct)]
+    a_out, b_out = scored(a_correct), scored(b_correct)
+    a = Measure(a_out.accuracy, n, outcome=a_out)
+    b = Measure(b_out.accuracy, n, outcome=b_out)
+    found = difference(a, b, name="a above b")
+    assert found.paired is True and "exact McNemar" in found.name
+    assert found.p_holds == pytest.approx(scipy_stats.binom.sf(a_only - 1, a_only, 0.5))
+    assert a_only == pytest.approx(n * found.estimate)
+    assert found.ci_low is not None and found.ci_low > 0
+    unpaired = difference(Measure(a.value, n), Measure(b.value, n))
+    assert unpaired.paired is False and unpaired.p_holds is not None
+    assert found.p_holds is not None and unpaired.p_holds > 0.05 > found.p_holds
+    # other examples of the same size: not paired
+    other = Measure(b.value, n, outcome=scored(b_correct, examples="others"))
+    assert difference(a, other).paired is False
+
+
+def test_table4_claims_are_paired_when_both_models_scored_the_same_examples() -> None:
+    rng = np.random.default_rng(0)
+    n = 400
+    std_clean, adv_clean = rng.random(n) < 0.98, rng.random(n) < 0.95
+    std_adv, adv_adv = rng.random(n) < 0.35, rng.random(n) < 0.72
+    rows = [Table4Row(training, eps, (0.99, clean.mean(), 0.4, attacked.mean()), n, weight,
+                      None, training[0], (scored(list(clean)), scored(list(attacked))))
+            for training, eps, clean, attacked, weight in
+            (("standard", 0.0, std_clean, std_adv, 28.0), ("adversarial", 0.2, adv_clean,
+                                                           adv_adv, 9.0))]
+    first, second, _ = settle_claims(table4_claims(rows, "run it"))
+    for claim in (first, second):
+        assert claim.test is not None and claim.test.paired is True
+        assert "; paired" in claim.detail
+    assert second.verdict == "holds"

@@ -26,7 +26,7 @@ import pytest
 from scipy import stats as scipy_stats
 
 from contract.records import EvaluationRecord
-from service.analysis.compare import discordance
+from service.analysis.pairing import discordance
 from service.store import migrate
 from service.store.entities import NewRun
 from service.store.repository import Store
