@@ -12,7 +12,7 @@ every claim with data (``service.analysis.evidence``).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from service.analysis.evidence import (
@@ -27,11 +27,19 @@ from service.analysis.evidence import (
     every,
     matches,
     p_or_one,
+    paired_mean,
     settle,
     threshold,
 )
 from service.analysis.figure1 import CurveKey, Figure1Point, FrontierKey
-from service.analysis.gallery import Measured, attack_order, attack_text, model_order
+from service.analysis.gallery import (
+    Attack,
+    Measured,
+    ModelLabel,
+    attack_order,
+    attack_text,
+    model_order,
+)
 from service.analysis.paper import MIN_EPOCHS, TABLE2_EPS, TABLE4_ADVERSARIAL_GAP, Scale
 from service.analysis.table4 import Table4Row, TopKPoint
 from service.analysis.theory import TheoryRun, theorem_2_1_applies
@@ -417,11 +425,19 @@ def topk_claim(points: Sequence[TopKPoint], missing_hint: str, scale: Scale | No
 
 
 def robust_higher_claim(section: str, text: str, metric: str, missing_hint: str,
-                        values: Sequence[Measured]) -> Claim:
+                        values: Sequence[Measured],
+                        per_image: Mapping[tuple[ModelLabel, Attack], Sequence[float]]
+                        | None = None) -> Claim:
     """Within every attack setting that has both, each robust model scores above every
-    standard one. Compared by value: the runs keep these measures as means, not per example,
-    so no paired test over examples can be made (said in the test's name)."""
-    verdicts, evidence = [], []
+    standard one.
+
+    Paired over images where the run kept the measure per image for every model compared
+    (``per_image``: the same images in the same order): a one-sided paired t test per robust
+    and standard pair, all of which must hold (intersection-union, ``every``). Runs that kept
+    means only are compared by value (said in the test's name).
+    """
+    per_image = per_image or {}
+    verdicts, evidence, tests = [], [], []
     for attack in sorted({v.attack for v in values}, key=attack_order):
         same = [v for v in values if v.attack == attack]
         robust = [v for v in same if v.model.robust]
@@ -432,10 +448,26 @@ def robust_higher_claim(section: str, text: str, metric: str, missing_hint: str,
         where = f"{attack_text(attack)}: " if attack != (None, None) else ""
         evidence.append(where + ", ".join(f"{v.model.describe()} {v.value:.3f}"
                                           for v in sorted(same, key=lambda v: model_order(v.model))))
+        for r in robust:
+            for s in standard:
+                a, b = per_image.get((r.model, attack)), per_image.get((s.model, attack))
+                paired_ok = a is not None and b is not None and len(a) == len(b) >= 2
+                tests.append(paired_mean(a, b, f"{where}{r.model.label} above "
+                                         f"{s.model.label}")
+                             if a is not None and b is not None and paired_ok else None)
     if not verdicts:
         return no_data(section, text, f"needs `{metric}` for a standard and a robust model: "
                        f"{missing_hint}")
+    if tests and all(test is not None for test in tests):
+        found = [test for test in tests if test is not None]
+        means = "; ".join(f"{test.name.split(' (')[0]}: {100 * test.estimate:+.2f} points"
+                          for test in found)
+        return judge(section, text,
+                     every(found, f"each robust model above each standard one, per image "
+                           f"(one-sided paired t tests over {found[0].n:,} images, all must "
+                           "hold)"),
+                     "; ".join(evidence) + f"; mean per-image differences: {means}")
     return judge(section, text,
-                 by_value(all(verdicts), 0.0, f"`{metric}` means (no per-example values "
+                 by_value(all(verdicts), 0.0, f"`{metric}` means (no per-image values "
                           "stored: not a paired test)"),
                  "; ".join(evidence))

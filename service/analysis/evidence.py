@@ -13,6 +13,7 @@ accuracies (``Measure``: a value, its examples, and its seeds when the cell was 
 - "matches" a closed form (``matches``): holds when the closed form lies inside every 95%
   interval, does not hold when a score test rejects it;
 - a bound (``bound``): one-sided, holds while no model is shown above it;
+- a per-image measure of two models on the same images (``paired_mean``): the paired t test;
 - a deterministic quantity (``by_value``): compared by value, and said so; not in the family.
 
 ``settle`` then decides every claim of a report together: the family is every claim with data
@@ -36,6 +37,7 @@ from service.analysis.stats import (
     CONFIDENCE,
     binomial_half_upper,
     holm,
+    mean_interval,
     normal_quantile,
     paired_difference,
     t_quantile,
@@ -206,6 +208,26 @@ def paired(a: Outcome, b: Outcome, gap: float = 0.0, name: str = "") -> Test:
         method = "z test of the paired difference, Newcombe paired interval"
         p_holds, p_against = upper_tail(z), upper_tail(-z)
     return Test(_named(name, method), estimate, found.ci_low, found.ci_high, p_holds, p_against,
+                n, 1, True, z)
+
+
+def paired_mean(a: Sequence[float], b: Sequence[float], name: str = "") -> Test:
+    """"a's measure exceeds b's" on the same images, one-sided: the paired t test of the mean
+    per-image difference a − b, with its t interval (per-image measures such as gradient
+    alignment; scipy's ``ttest_rel(..., alternative="greater")``)."""
+    if len(a) != len(b) or len(a) < 2:
+        raise ValueError(f"a paired test needs two equal series of 2 or more, not {len(a)} "
+                         f"and {len(b)}")
+    found = mean_interval([x - y for x, y in zip(a, b, strict=True)])
+    n = found.n
+    se = found.std / math.sqrt(n)
+    # se 0: every image differs by the same amount, so the sign is certain (or there is none)
+    certain = math.copysign(math.inf, found.mean) if found.mean else 0.0
+    z = found.mean / se if se > 0 else certain
+    df = float(n - 1)
+    method = f"paired t test over {n:,} images"
+    return Test(_named(name, method), found.mean, found.ci_low if se > 0 else found.mean,
+                found.ci_high if se > 0 else found.mean, upper_tail(z, df), upper_tail(-z, df),
                 n, 1, True, z)
 
 

@@ -19,6 +19,7 @@ from typing import Any
 
 import pandas as pd
 
+from contract.records import PER_EXAMPLE_KIND
 from service.analysis.common import MetricFacts, norm_rank
 
 GALLERY_KINDS = {
@@ -103,6 +104,8 @@ def gallery_groups(artifacts: pd.DataFrame) -> list[Group]:
     order = {kind: i for i, kind in enumerate(GALLERY_KINDS)}
     by_kind: dict[tuple[int, str, str], list[dict[str, Any]]] = defaultdict(list)
     for row in artifacts.to_dict("records"):
+        if row["kind"] == PER_EXAMPLE_KIND:  # numbers for the claims, not pictures
+            continue
         by_kind[(order.get(row["kind"], len(order)), row["kind"], row["experiment"])].append(row)
     groups: list[Group] = []
     for (_, kind, experiment), rows in sorted(by_kind.items()):

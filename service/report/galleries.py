@@ -7,6 +7,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from contract.records import PER_EXAMPLE_KIND
 from service.analysis.claims import no_data, robust_higher_claim
 from service.analysis.gallery import (
     Attack,
@@ -117,7 +118,11 @@ def gallery_section(inputs: ReportInputs, gallery: Gallery) -> Section:
                     ["model", "attack", gallery.metric, "values averaged"],
                     [[v.model.describe(), attack_text(v.attack), f"{v.value:.3f}", str(v.count)]
                      for v in values]))
+            per_image = {(model, attack_of(a.metadata)): inputs.per_image[a.path]
+                         for a in inputs.artifacts_of([run_id], [PER_EXAMPLE_KIND])
+                         if a.metadata.get("metric") == gallery.metric and a.path in
+                         inputs.per_image and (model := model_of(a.metadata, labels)) is not None}
             label = gallery.label if len(run_ids) == 1 else f"{gallery.label} {run_id}"
             section.claims.append(robust_higher_claim(label, gallery.claim, gallery.metric,
-                                                      f"run {gallery.spec}", values))
+                                                      f"run {gallery.spec}", values, per_image))
     return section

@@ -3,10 +3,14 @@ metrics it needs, and artifact rows."""
 
 from __future__ import annotations
 
+import io
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
+
+from contract.records import PER_EXAMPLE_KIND
 from contract.status import RunStatus
 from service.analysis.common import Row, recency, rows_of
 from service.analysis.compare import RESULT_IDENTITY, evaluation_key
@@ -34,6 +38,8 @@ class ReportInputs:
     """The experiments asked for; empty means all."""
     specs: dict[str, SpecInfo] = field(default_factory=dict)
     """The specs of the succeeded runs, by id (for the commands in the provenance)."""
+    per_image: dict[str, tuple[float, ...]] = field(default_factory=dict)
+    """Artifact path -> the per-image values of a ``PER_EXAMPLE_KIND`` artifact."""
 
     def runs_of_kind(self, kind: str) -> list[RunInfo]:
         return [run for run in self.runs if run.kind == kind]
@@ -61,8 +67,18 @@ def collect(store: Store, experiments: Sequence[str] = ()) -> ReportInputs:
     artifacts = [artifact for artifact in store.artifacts() if artifact.run_id in ids]
     left_out = Counter(str(run.status) for run in runs if run.status != RunStatus.SUCCEEDED)
     specs = {spec.id: spec for spec in store.specs(sorted({run.spec_id for run in succeeded}))}
+    per_image = {a.path: per_image_values(store.storage.get(a.path))
+                 for a in artifacts if a.kind == PER_EXAMPLE_KIND}
     return ReportInputs(succeeded, rows, metrics, artifacts, dict(left_out), tuple(experiments),
-                        specs)
+                        specs, per_image)
+
+
+def per_image_values(data: bytes) -> tuple[float, ...]:
+    """A ``PER_EXAMPLE_KIND`` artifact's values: a 1-d ``.npy`` read without pickle."""
+    values = np.load(io.BytesIO(data), allow_pickle=False)
+    if values.ndim != 1:
+        raise ValueError(f"a per-image array must be 1-d, not of shape {values.shape}")
+    return tuple(float(v) for v in values)
 
 
 def with_outcomes(store: Store, rows: list[Row]) -> list[Row]:

@@ -15,16 +15,24 @@ import numpy as np
 import pytest
 from scipy import stats as scipy_stats
 
-from service.analysis.claims import VERDICT_LABELS, settle_claims, table4_claims
+from service.analysis.claims import (
+    VERDICT_LABELS,
+    Claim,
+    robust_higher_claim,
+    settle_claims,
+    table4_claims,
+)
 from service.analysis.evidence import (
     VERDICTS,
     Measure,
     Test,
     by_value,
     difference,
+    paired_mean,
     settle,
     threshold,
 )
+from service.analysis.gallery import Measured, ModelLabel
 from service.analysis.pairing import Outcome
 from service.analysis.table4 import Table4Row
 
@@ -154,3 +162,45 @@ def test_table4_claims_are_paired_when_both_models_scored_the_same_examples() ->
         assert claim.test is not None and claim.test.paired is True
         assert "; paired" in claim.detail
     assert second.verdict == "holds"
+
+
+def test_paired_mean_is_scipys_paired_t_test() -> None:
+    rng = np.random.default_rng(3)
+    standard = rng.normal(0.10, 0.15, 500)
+    robust = standard + rng.normal(0.02, 0.2, 500)
+    found = paired_mean(list(robust), list(standard), "robust above standard")
+    reference = scipy_stats.ttest_rel(robust, standard, alternative="greater")
+    assert found.p_holds == pytest.approx(reference.pvalue, rel=1e-6)
+    interval = scipy_stats.ttest_rel(robust, standard).confidence_interval(0.95)
+    assert (found.ci_low, found.ci_high) == pytest.approx((interval.low, interval.high))
+    assert found.paired is True and found.n == 500 and "paired t test over 500 images" in found.name
+
+
+def per_image_claim(shift: float, n: int) -> Claim:
+    rng = np.random.default_rng(4)
+    standard, robust = ModelLabel("standard", None, 0.0), ModelLabel("l2", "l2", 1.5)
+    base = rng.normal(0.2, 0.1, n)
+    series = {(standard, (None, None)): list(base),
+              (robust, (None, None)): list(base + shift + rng.normal(0, 0.05, n))}
+    values = [Measured(model, attack, float(np.mean(v)), 1)
+              for (model, attack), v in series.items()]
+    (claim,) = settle_claims([robust_higher_claim("Figures 5, 8", "aligns more", "alignment",
+                                                  "run it", values, series)])
+    return claim
+
+
+def test_a_per_image_measure_is_judged_paired_over_images() -> None:
+    """The robust model's gradients align 0.02 better on every image (noise 0.05): paired over
+    2,000 images that holds; over 5 it is unresolved; without per-image values the claim is
+    compared by value and says so."""
+    claim = per_image_claim(0.02, 2_000)
+    assert claim.verdict == "holds" and claim.test is not None and claim.test.paired is True
+    assert "paired t tests over 2,000 images" in claim.detail
+    assert "l2 above standard: +" in claim.detail
+    assert per_image_claim(0.02, 5).verdict == "unresolved"
+    assert per_image_claim(-0.05, 2_000).verdict == "does not hold"
+    standard, robust = ModelLabel("standard", None, 0.0), ModelLabel("l2", "l2", 1.5)
+    means = [Measured(standard, (None, None), 0.2, 1), Measured(robust, (None, None), 0.3, 1)]
+    (by_means,) = settle_claims([robust_higher_claim("Figures 5, 8", "aligns more",
+                                                     "alignment", "run it", means)])
+    assert by_means.verdict == "holds" and "not a paired test" in by_means.detail

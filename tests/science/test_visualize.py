@@ -28,7 +28,7 @@ from PIL import Image
 from pydantic import ValidationError
 from torch import nn
 
-from contract.records import Cancelled, MemoryReporter
+from contract.records import PER_EXAMPLE_KIND, ArtifactRecord, Cancelled, MemoryReporter
 from contract.specs.architecture import ModelConfig
 from contract.specs.data import DatasetConfig
 from contract.specs.kinds import TrainSpec
@@ -313,15 +313,33 @@ def test_robust_model_scores_higher_on_both_measures(trained_mnist_models: dict[
         assert 0 < metric(reporter, "large_eps_success", label) <= 1
 
     names = set(reporter.artifacts)
+    per_image = {"gradient_edge_alignment_standard.npy", "gradient_edge_alignment_l2.npy",
+                 "target_agreement_standard_l2_4.npy", "target_agreement_l2_l2_4.npy"}
     assert names == {"large_eps_standard_l2_4.png", "large_eps_l2_l2_4.png",
                      "figure_large_eps_l2_4.png", "gradients_standard.png", "gradients_l2.png",
-                     "figure_gradients.png"}
-    for artifact in reporter.artifacts.values():
-        decode_png(artifact.data)
+                     "figure_gradients.png", *per_image}
+    for name, artifact in reporter.artifacts.items():
+        if name not in per_image:
+            decode_png(artifact.data)
+    for label in ("standard", "l2"):  # the per-image values the report pairs: their means
+        values = per_image_values(reporter.artifacts[f"gradient_edge_alignment_{label}.npy"])
+        assert len(values) == MEASURE_DIGITS
+        assert values.mean() == pytest.approx(alignment[label], abs=1e-5)
+        judged = per_image_values(reporter.artifacts[f"target_agreement_{label}_l2_4.npy"])
+        assert set(np.unique(judged)) <= {0.0, 1.0}
+        assert judged.mean() == pytest.approx(
+            agreement[label] * metric(reporter, "large_eps_success", label), abs=1e-6)
     robust = reporter.artifacts["large_eps_l2_l2_4.png"].metadata
     assert robust == {"model": "l2", "arch": "mnist_cnn", "train_norm": "l2", "train_eps": 2.0,
                       "norm": "l2", "eps": 4.0, "target": "next"}
     assert reporter.facts["models"]["judge"]["checkpoint"] == str(paths["judge"])
+
+
+def per_image_values(artifact: ArtifactRecord) -> np.ndarray:
+    """A per-example artifact's values, read as the report reads them (no pickle)."""
+    values = np.load(io.BytesIO(artifact.data), allow_pickle=False)
+    assert values.dtype == np.float32 and values.ndim == 1
+    return values
 
 
 TINY_TRAINING = {"epochs": 1, "batch_size": 32,
@@ -369,9 +387,13 @@ def test_the_kind_trains_its_models_in_the_run_and_resumes_without_retraining(
     assert {record.metadata["model"]: record.path for record in first.checkpoints} == files
     assert {m.tags["model"] for m in first.metrics.values() if m.name == "train_loss"} == set(files)
     kinds = sorted(a.kind for a in first.artifacts.values())
-    assert kinds == ["figure"] * 3 + ["gradients"] * 2 + ["interpolation"] * 2 + ["large_eps"] * 2
+    assert kinds == (["figure"] * 3 + ["gradients"] * 2 + ["interpolation"] * 2
+                     + ["large_eps"] * 2 + [PER_EXAMPLE_KIND] * 4)
     for artifact in first.artifacts.values():
-        decode_png(artifact.data)
+        if artifact.kind == PER_EXAMPLE_KIND:
+            assert artifact.metadata["n"] == len(per_image_values(artifact)) == 8
+        else:
+            decode_png(artifact.data)
     measured = {(m.name, m.tags["model"]) for m in first.metrics.values()
                 if m.name in VISUAL_METRICS}
     assert {(name, label) for name in ("large_eps_success", "gradient_edge_alignment")

@@ -14,6 +14,7 @@ Scales are seeded too: MNIST's Figure 1 and Table 4 at the paper's scale (verdic
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import math
 import re
@@ -22,12 +23,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 from PIL import Image
 
 from contract.limits import get_limits
-from contract.records import ArtifactRecord, EvaluationRecord, MetricRecord
+from contract.records import PER_EXAMPLE_KIND, ArtifactRecord, EvaluationRecord, MetricRecord
 from contract.specs.kinds import TheoryDistribution
 from service.analysis.claims import falls_claim
 from service.analysis.figure1 import Figure1Point
@@ -211,6 +213,7 @@ def seed_topk(seeder: Seeder, paper: bool) -> None:
 
 
 MODELS = {"standard": (None, 0.0), "linf": ("linf", 0.3), "l2": ("l2", 1.5)}
+PER_IMAGE = 300
 LARGE_EPS = {"linf": 0.3, "l2": 4.0}
 
 
@@ -238,6 +241,14 @@ def seed_visualize(seeder: Seeder, paper: bool) -> None:
                           **model, **attack)
         seeder.picture(run_id, "gradients", f"gradients_{label}.png", 30 + index, **model)
         seeder.metric(run_id, "gradient_edge_alignment", alignment[label], **model)
+        # the per-image values behind that mean: the claim pairs them over the same images
+        values = np.random.default_rng(index).normal(alignment[label], 0.05, PER_IMAGE)
+        buffer = io.BytesIO()
+        np.save(buffer, values.astype(np.float32), allow_pickle=False)
+        seeder.store.add_artifact(run_id, ArtifactRecord(
+            PER_EXAMPLE_KIND, f"gradient_edge_alignment_{label}.npy", buffer.getvalue(),
+            media_type="application/x-npy",
+            metadata={**model, "metric": "gradient_edge_alignment", "n": PER_IMAGE}))
     seeder.picture(run_id, "figure", "figure_gradients.png", 40, figure="gradients")
 
 
@@ -519,3 +530,14 @@ def test_report_json_gives_each_claim_its_verdict_test_and_evidence(
             assert 0 <= test["p"] <= test["p_holm"] <= 1 and test["seeds"] >= 1
     assert data["family"] == sum(c["test"] is not None and not c["test"]["by_value"]
                                  for c in claims)
+
+
+def test_per_image_measures_are_judged_paired(generated: Generated) -> None:
+    """E6 kept its alignment per image: the claim pairs the models over the same images; E4
+    kept means only: compared by value, and it says so."""
+    claims = generated.markdown.split("## Claims")[1].split("\n## ")[0]
+    edges = next(line for line in claims.splitlines() if "align with image edges" in line)
+    assert f"paired t tests over {PER_IMAGE} images" in edges and "; paired" in edges
+    target = next(line for line in claims.splitlines() if "classified as the target" in line)
+    assert "not a paired test" in target
+    assert "gradient_edge_alignment_standard.npy" not in generated.markdown  # not a picture

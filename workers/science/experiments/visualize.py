@@ -37,16 +37,20 @@ and each metric goes under the pictures of its own model.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable, Iterator, Sized
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
+import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Subset
 
 from contract.records import (
+    PER_EXAMPLE_KIND,
+    PER_EXAMPLE_MEDIA_TYPE,
     ArtifactRecord,
     Cancelled,
     CheckpointRecord,
@@ -269,6 +273,9 @@ class LargeEpsOutcome:
     agreement: float | None
     """Among the examples the attacked model classifies as the target, the fraction the
     independent model classifies as the target too; None without a judge or a success."""
+    judged: torch.Tensor | None = None
+    """Per image (CPU, 0/1): the attacked model and the judge both classify its example as
+    the target; None without a judge. Paired across models on the same images."""
 
 
 def _attack(model: Model, judge: Model | None, images: Images, attack: LargeEpsAttack,
@@ -276,17 +283,21 @@ def _attack(model: Model, judge: Model | None, images: Images, attack: LargeEpsA
     """Targeted large-eps PGD against ``model`` on every image, judged by ``judge``."""
     shown = _FirstRows(images.shown)
     successes = agreements = 0
+    per_image: list[torch.Tensor] = []
     for x, _, target in images.batches(spec.batch_size, ctx.device, ctx.reporter.should_stop):
         x_adv = large_eps_examples(model.net, x, target, attack)  # (B, C, H, W)
         success = predicted_as(model.net, x_adv, target)  # (B,)
         successes += int(success.sum())
         if judge is not None:
-            agreements += int((success & predicted_as(judge.net, x_adv, target)).sum())
+            agreed = success & predicted_as(judge.net, x_adv, target)
+            agreements += int(agreed.sum())
+            per_image.append(agreed.float().cpu())
         shown.add(x_adv)
     progress.advance(1, f"large eps {attack.norm} {attack.eps:g}: {model.label}")
     judged = judge is not None and successes > 0
     return LargeEpsOutcome(shown=shown.tensor(), success=successes / len(images.y),
-                           agreement=agreements / successes if judged else None)
+                           agreement=agreements / successes if judged else None,
+                           judged=torch.cat(per_image) if per_image else None)
 
 
 def _report_attack(models: list[Model], outcomes: dict[str, LargeEpsOutcome], images: Images,
@@ -314,6 +325,9 @@ def _report_large_eps(models: list[Model], outcomes: dict[str, LargeEpsOutcome],
         if judge is not None and outcome.agreement is not None:
             reporter.metric(MetricRecord(name="target_agreement", value=outcome.agreement,
                                          tags={**tags, "judge": judge.label}))
+        if judge is not None and outcome.judged is not None:
+            reporter.artifact(per_example("target_agreement", outcome.judged,
+                                          {**tags, "judge": judge.label}))
         picture = grid_png([originals, image_cells(outcome.shown)], column_titles=arrows,
                            row_titles=["image", model.label],
                            title=f"{model.label}: targeted PGD, {_attack_name(attack)}")
@@ -385,6 +399,17 @@ class _FirstRows:
         return torch.cat(self.parts)
 
 
+def per_example(metric: str, values: torch.Tensor, tags: dict[str, Any]) -> ArtifactRecord:
+    """A measure's value per image as an artifact (``PER_EXAMPLE_KIND``: float32 ``.npy``)."""
+    buffer = io.BytesIO()
+    np.save(buffer, values.detach().cpu().numpy().astype(np.float32), allow_pickle=False)
+    where = f"_{tags['norm']}_{float(tags['eps']):g}" if "norm" in tags and "eps" in tags else ""
+    return ArtifactRecord(kind=PER_EXAMPLE_KIND,
+                          name=f"{metric}_{tags.get('model', 'model')}{where}.npy",
+                          data=buffer.getvalue(), media_type=PER_EXAMPLE_MEDIA_TYPE,
+                          metadata={**tags, "metric": metric, "n": int(values.numel())})
+
+
 # --------------------------------------------------------------------------- gradients
 
 
@@ -393,19 +418,23 @@ class GradientOutcome:
     shown: torch.Tensor  # (shown, C, H, W) on the CPU
     alignment: float
     """Mean over images of the Pearson correlation of |gradient| with the Sobel edges."""
+    per_image: torch.Tensor
+    """That correlation per image (CPU): paired across models on the same images."""
 
 
 def _gradients(model: Model, images: Images, spec: VisualizeSpec, ctx: RunContext,
                progress: _Progress) -> GradientOutcome:
     """E6: the loss gradient of every image, its edge alignment, the shown ones kept."""
     shown = _FirstRows(images.shown)
-    total = 0.0
+    per_image: list[torch.Tensor] = []
     for x, y, _ in images.batches(spec.batch_size, ctx.device, ctx.reporter.should_stop):
         grad = input_gradients(model.net, x, y)  # (B, C, H, W)
-        total += float(gradient_edge_alignment(grad, x).sum())
+        per_image.append(gradient_edge_alignment(grad, x).cpu())
         shown.add(grad)
     progress.advance(1, f"gradients: {model.label}")
-    return GradientOutcome(shown=shown.tensor(), alignment=total / len(images.y))
+    alignment = torch.cat(per_image)
+    return GradientOutcome(shown=shown.tensor(), alignment=float(alignment.sum()) / len(images.y),
+                           per_image=alignment)
 
 
 def _report_gradients(models: list[Model], outcomes: dict[str, GradientOutcome], images: Images,
@@ -416,6 +445,8 @@ def _report_gradients(models: list[Model], outcomes: dict[str, GradientOutcome],
         outcome = outcomes[model.label]
         reporter.metric(MetricRecord(name="gradient_edge_alignment", value=outcome.alignment,
                                      tags=model.identity))
+        reporter.artifact(per_example("gradient_edge_alignment", outcome.per_image,
+                                      model.identity))
         picture = grid_png([originals, gradient_cells(outcome.shown)], column_titles=names,
                            row_titles=["image", model.label],
                            title=f"{model.label}: loss gradient "
