@@ -21,11 +21,13 @@
 #   E4, E6     the standard, l_inf-0.3 and l_2-1.5 models of that MNIST run (by run id); E4's
 #              judge is trained like the l_2-1.5 model with seed 1; targeted PGD-40 (the paper:
 #              100) at Table 3's l_inf 0.3 and l_2 4; measures over all 2,000 test digits.
+#   overfitting  specs/demos/robust_overfitting_fashion_mnist.yaml as it is (Rice et al.'s
+#              robust overfitting and validation-selected checkpoints; about five minutes).
 #
-#   specs/paper/republish.sh fashion | mnist | trades | report [OUT] | all
+#   specs/paper/republish.sh fashion | mnist | trades | overfitting | report [OUT] | all
 #
-# fashion and mnist (then trades) are independent: run them in two shells with one torch thread
-# each (OMP_NUM_THREADS=1) to use both cores. Safe to run again after an interruption:
+# fashion and mnist (then trades and overfitting) are independent: run them in two shells with
+# one torch thread each (OMP_NUM_THREADS=1) to use both cores. Safe to run again after an interruption:
 # `robustlab run` skips cells that already succeeded and resumes one that was cut off.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -101,6 +103,11 @@ mnist() {
     --set 'attacks=[{norm: linf, eps: 0.3, steps: 40}, {norm: l2, eps: 4, steps: 40}]'
 }
 
+overfitting() {
+  prepare fashion_mnist
+  $robustlab run specs/demos/robust_overfitting_fashion_mnist.yaml
+}
+
 report() {
   local out=${1:-docs/reproduction}
   $robustlab report --out "$out" --markdown "$out.md"
@@ -110,7 +117,9 @@ case "${1:-all}" in
   fashion) fashion ;;
   mnist) mnist ;;
   trades) trades ;;
+  overfitting) overfitting ;;
   report) report "${2:-}" ;;
-  all) fashion; mnist; trades; report "${2:-}" ;;
-  *) echo "usage: $0 fashion | mnist | trades | report [OUT] | all" >&2; exit 2 ;;
+  all) fashion; mnist; trades; overfitting; report "${2:-}" ;;
+  *) echo "usage: $0 fashion | mnist | trades | overfitting | report [OUT] | all" >&2
+     exit 2 ;;
 esac
