@@ -21,6 +21,7 @@
 #   E4, E6     the standard, l_inf-0.3 and l_2-1.5 models of that MNIST run (by run id); E4's
 #              judge is trained like the l_2-1.5 model with seed 1; targeted PGD-40 (the paper:
 #              100) at Table 3's l_inf 0.3 and l_2 4; measures over all 2,000 test digits.
+#              E5 (Figure 4, pictures only) interpolates for the same three models.
 #   overfitting  specs/demos/robust_overfitting_fashion_mnist.yaml as it is (Rice et al.'s
 #              robust overfitting and validation-selected checkpoints; about five minutes).
 #
@@ -101,6 +102,7 @@ mnist() {
   $robustlab run specs/paper/e4_large_eps.yaml --set "models=$models" --set "independent=$judge" \
     --set measure_images=2000 \
     --set 'attacks=[{norm: linf, eps: 0.3, steps: 40}, {norm: l2, eps: 4, steps: 40}]'
+  $robustlab run specs/paper/e5_interpolation.yaml --set "models=$models"
 }
 
 overfitting() {
