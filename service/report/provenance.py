@@ -11,6 +11,7 @@ from __future__ import annotations
 import shlex
 from collections.abc import Mapping, Sequence
 
+from service.analysis.compare import flatten
 from service.report.render import markdown_table
 from service.store.entities import RunInfo, SpecInfo
 
@@ -70,15 +71,33 @@ def commands(runs: Sequence[RunInfo], specs: Mapping[str, SpecInfo]) -> str:
 
 
 def run_table(runs: Sequence[RunInfo]) -> str:
-    rows = [[f"`{run.id}`", run.experiment, run.kind,
-             " ".join(f"{k}={v}" for k, v in run.params.items()) or "–",
-             run.git_sha or "–", (run.data_hash or "–")[:16], f"`{run.spec_hash[:12]}`",
+    params = varying_params(runs)
+    rows = [[f"`{run.id}`", run.experiment, run.kind, params[run.id] or "–",
+             (run.git_sha or "–")[:12], (run.data_hash or "–")[:16], f"`{run.spec_hash[:12]}`",
              run.host or "–", run.device or "–", processes(run), wall(run),
              f"{run.finished_at:%Y-%m-%d %H:%M}" if run.finished_at else "–"]
             for run in runs]
     return "**Runs**\n\n" + markdown_table(
         ["run", "experiment", "kind", "params", "git sha", "data hash", "spec hash", "host",
          "device", "processes", "wall s", "finished (UTC)"], rows)
+
+
+def varying_params(runs: Sequence[RunInfo]) -> dict[str, str]:
+    """Each run's sweep values, flattened (``adversary.eps=0.1``), less those every run of its
+    experiment in the table shares: what tells the cells apart, not the whole adversary."""
+    flat = {run.id: flatten(run.params) for run in runs}
+    by_experiment: dict[str, list[str]] = {}
+    for run in runs:
+        by_experiment.setdefault(run.experiment, []).append(run.id)
+    shown: dict[str, str] = {}
+    for ids in by_experiment.values():
+        keys = sorted({key for run_id in ids for key in flat[run_id]})
+        varying = [key for key in keys
+                   if len({repr(flat[run_id].get(key)) for run_id in ids}) > 1 or len(ids) == 1]
+        for run_id in ids:
+            shown[run_id] = " ".join(f"{key}={flat[run_id][key]}" for key in varying
+                                     if key in flat[run_id])
+    return shown
 
 
 def processes(run: RunInfo) -> str:
