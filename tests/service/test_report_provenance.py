@@ -41,6 +41,7 @@ def test_the_printed_command_records_the_same_spec(database_url: str, tmp_path: 
 
         text = provenance_markdown([store.get_run(run.id) for run in runs], specs)
         assert line in text and f"2 run(s): `{runs[0].id}` `{runs[1].id}`" in text
+        assert "| seed=0 |" in text and "| seed=1 |" in text  # what tells the runs apart
         assert ("- lab-1; cpu; AMD EPYC, 2 cores, 1 torch thread(s); 24 GiB; torch 2.15.0, "
                 "python 3.11.7 (1 run)") in text
     finally:
