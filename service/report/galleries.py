@@ -45,7 +45,9 @@ GALLERIES = (
             "The paper: targeted PGD far outside the training ε makes robust models' inputs "
             "look like the target class and standard models' look like noise. Measure: how "
             "often an independently trained model classifies the examples as the target "
-            "(`target_agreement`).",
+            "(`target_agreement`, among the examples the attacked model itself sees as the "
+            "target). The claim's paired test compares the models image by image on the same "
+            "images: whether the attacked model and the judge both see the target.",
             "target_agreement",
             "large-ε examples are classified as the target more often for robust models"),
     Gallery("Figure 4", "Figure 4 (E5): interpolation to the large-ε example", "interpolation",
