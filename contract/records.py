@@ -141,9 +141,10 @@ class ArtifactRecord:
 
 PER_EXAMPLE_KIND = "per_example"
 """The artifact kind of a measure's per-image values: a ``.npy`` file (numpy's format, read
-with ``allow_pickle=False``) holding one float32 per image, in the images' order, whose
-metadata names the ``metric`` and the model (and attack) like the metric's tags. The report
-compares two models measured on the same images of one run paired, image by image."""
+with ``allow_pickle=False``) holding one float32 per image, in the images' order (NaN where
+the measure is undefined for that image), whose metadata names the ``metric`` and the model
+(and attack) like the metric's tags. The report compares two models measured on the same
+images of one run paired, image by image, over the images both measured."""
 
 PER_EXAMPLE_MEDIA_TYPE = "application/x-npy"
 

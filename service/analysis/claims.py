@@ -424,6 +424,15 @@ def topk_claim(points: Sequence[TopKPoint], missing_hint: str, scale: Scale | No
 # --------------------------------------------------------------------------- E4-E6
 
 
+def both_measured(a: Sequence[float] | None,
+                  b: Sequence[float] | None) -> list[tuple[float, float]]:
+    """The images two per-image series both measured (NaN: not measured), as pairs; none
+    when either series is missing or they are not of the same images."""
+    if a is None or b is None or len(a) != len(b):
+        return []
+    return [(x, y) for x, y in zip(a, b, strict=True) if not (math.isnan(x) or math.isnan(y))]
+
+
 def robust_higher_claim(section: str, text: str, metric: str, missing_hint: str,
                         values: Sequence[Measured],
                         per_image: Mapping[tuple[ModelLabel, Attack], Sequence[float]]
@@ -450,22 +459,23 @@ def robust_higher_claim(section: str, text: str, metric: str, missing_hint: str,
                                           for v in sorted(same, key=lambda v: model_order(v.model))))
         for r in robust:
             for s in standard:
-                a, b = per_image.get((r.model, attack)), per_image.get((s.model, attack))
-                paired_ok = a is not None and b is not None and len(a) == len(b) >= 2
-                tests.append(paired_mean(a, b, f"{where}{r.model.label} above "
-                                         f"{s.model.label}")
-                             if a is not None and b is not None and paired_ok else None)
+                pairs = both_measured(per_image.get((r.model, attack)),
+                                      per_image.get((s.model, attack)))
+                tests.append(paired_mean([x for x, _ in pairs], [y for _, y in pairs],
+                                         f"{where}{r.model.label} above {s.model.label}")
+                             if len(pairs) >= 2 else None)
     if not verdicts:
         return no_data(section, text, f"needs `{metric}` for a standard and a robust model: "
                        f"{missing_hint}")
     if tests and all(test is not None for test in tests):
         found = [test for test in tests if test is not None]
+        fewest = min(test.n or 0 for test in found)
         means = "; ".join(f"{test.name.split(' (')[0]}: {100 * test.estimate:+.2f} points"
                           for test in found)
         return judge(section, text,
                      every(found, f"each robust model above each standard one, per image "
-                           f"(one-sided paired t tests over {found[0].n:,} images, all must "
-                           "hold)"),
+                           f"(one-sided paired t tests over the images both measured, at least "
+                           f"{fewest:,}; all must hold)"),
                      "; ".join(evidence) + f"; mean per-image differences: {means}")
     return judge(section, text,
                  by_value(all(verdicts), 0.0, f"`{metric}` means (no per-image values "

@@ -18,6 +18,7 @@ from scipy import stats as scipy_stats
 from service.analysis.claims import (
     VERDICT_LABELS,
     Claim,
+    both_measured,
     robust_higher_claim,
     settle_claims,
     table4_claims,
@@ -195,7 +196,7 @@ def test_a_per_image_measure_is_judged_paired_over_images() -> None:
     compared by value and says so."""
     claim = per_image_claim(0.02, 2_000)
     assert claim.verdict == "holds" and claim.test is not None and claim.test.paired is True
-    assert "paired t tests over 2,000 images" in claim.detail
+    assert "over the images both measured, at least 2,000" in claim.detail
     assert "l2 above standard: +" in claim.detail
     assert per_image_claim(0.02, 5).verdict == "unresolved"
     assert per_image_claim(-0.05, 2_000).verdict == "does not hold"
@@ -204,3 +205,20 @@ def test_a_per_image_measure_is_judged_paired_over_images() -> None:
     (by_means,) = settle_claims([robust_higher_claim("Figures 5, 8", "aligns more",
                                                      "alignment", "run it", means)])
     assert by_means.verdict == "holds" and "not a paired test" in by_means.detail
+
+
+def test_images_a_model_did_not_measure_are_left_out_of_the_pairs() -> None:
+    """E4's agreement is undefined (NaN) where the attacked model missed the target: a robust
+    model that resists the attack on most images is compared on the images both reached."""
+    standard, robust = ModelLabel("standard", None, 0.0), ModelLabel("linf", "linf", 0.3)
+    n = 400
+    agree_standard = [float(i % 4 == 0) for i in range(n)]  # 25% where reached (all)
+    agree_robust = [float(i % 4 != 3) if i % 10 == 0 else math.nan for i in range(n)]
+    attack = ("linf", 0.3)
+    series = {(standard, attack): agree_standard, (robust, attack): agree_robust}
+    values = [Measured(standard, attack, 0.25, 1), Measured(robust, attack, 0.75, 1)]
+    (claim,) = settle_claims([robust_higher_claim("Figures 3, 6, 7", "target", "agreement",
+                                                  "run it", values, series)])
+    assert claim.test is not None and claim.test.n == 40  # the images both reached
+    assert claim.verdict == "holds"
+    assert both_measured(agree_standard, agree_robust[:-1]) == []  # not the same images

@@ -326,9 +326,10 @@ def test_robust_model_scores_higher_on_both_measures(trained_mnist_models: dict[
         assert len(values) == MEASURE_DIGITS
         assert values.mean() == pytest.approx(alignment[label], abs=1e-5)
         judged = per_image_values(reporter.artifacts[f"target_agreement_{label}_l2_4.npy"])
-        assert set(np.unique(judged)) <= {0.0, 1.0}
-        assert judged.mean() == pytest.approx(
-            agreement[label] * metric(reporter, "large_eps_success", label), abs=1e-6)
+        reached = ~np.isnan(judged)  # NaN: the attacked model itself missed the target
+        assert set(np.unique(judged[reached])) <= {0.0, 1.0}
+        assert reached.mean() == pytest.approx(metric(reporter, "large_eps_success", label))
+        assert judged[reached].mean() == pytest.approx(agreement[label], abs=1e-6)
     robust = reporter.artifacts["large_eps_l2_l2_4.png"].metadata
     assert robust == {"model": "l2", "arch": "mnist_cnn", "train_norm": "l2", "train_eps": 2.0,
                       "norm": "l2", "eps": 4.0, "target": "next"}

@@ -274,8 +274,9 @@ class LargeEpsOutcome:
     """Among the examples the attacked model classifies as the target, the fraction the
     independent model classifies as the target too; None without a judge or a success."""
     judged: torch.Tensor | None = None
-    """Per image (CPU, 0/1): the attacked model and the judge both classify its example as
-    the target; None without a judge. Paired across models on the same images."""
+    """Per image (CPU): 1 where the judge classifies its example as the target too, 0 where
+    it does not, NaN where the attacked model itself does not (its mean over the rest is
+    ``agreement``); None without a judge. Paired across models on the images both reach."""
 
 
 def _attack(model: Model, judge: Model | None, images: Images, attack: LargeEpsAttack,
@@ -291,7 +292,7 @@ def _attack(model: Model, judge: Model | None, images: Images, attack: LargeEpsA
         if judge is not None:
             agreed = success & predicted_as(judge.net, x_adv, target)
             agreements += int(agreed.sum())
-            per_image.append(agreed.float().cpu())
+            per_image.append(torch.where(success, agreed.float(), torch.nan).cpu())
         shown.add(x_adv)
     progress.advance(1, f"large eps {attack.norm} {attack.eps:g}: {model.label}")
     judged = judge is not None and successes > 0
