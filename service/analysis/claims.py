@@ -436,7 +436,8 @@ def both_measured(a: Sequence[float] | None,
 def robust_higher_claim(section: str, text: str, metric: str, missing_hint: str,
                         values: Sequence[Measured],
                         per_image: Mapping[tuple[ModelLabel, Attack], Sequence[float]]
-                        | None = None) -> Claim:
+                        | None = None, scale: Scale | None = None,
+                        paper_scale: Scale | None = None) -> Claim:
     """Within every attack setting that has both, each robust model scores above every
     standard one.
 
@@ -470,14 +471,15 @@ def robust_higher_claim(section: str, text: str, metric: str, missing_hint: str,
     if tests and all(test is not None for test in tests):
         found = [test for test in tests if test is not None]
         fewest = min(test.n or 0 for test in found)
-        means = "; ".join(f"{test.name.split(' (')[0]}: {100 * test.estimate:+.2f} points"
+        means = "; ".join(f"{test.name.split(' (')[0]}: {test.estimate:+.3f}"
                           for test in found)
         return judge(section, text,
                      every(found, f"each robust model above each standard one, per image "
                            f"(one-sided paired t tests over the images both measured, at least "
                            f"{fewest:,}; all must hold)"),
-                     "; ".join(evidence) + f"; mean per-image differences: {means}")
+                     "; ".join(evidence) + f"; mean per-image differences: {means}",
+                     scale, paper_scale)
     return judge(section, text,
                  by_value(all(verdicts), 0.0, f"`{metric}` means (no per-image values "
                           "stored: not a paired test)"),
-                 "; ".join(evidence))
+                 "; ".join(evidence), scale, paper_scale)

@@ -128,14 +128,17 @@ class Test:
     """The p-value that entered the family (two-sided where the claim can fail either way)."""
     p_holm: float | None = None
     needed: str = ""
+    percent: bool = True
+    """The estimate is an accuracy (shown in %); else a measure's own value (3 decimals)."""
 
     def text(self) -> str:
         """The evidence in one line: test, estimate, interval, p, n, seeds, pairing."""
         if self.by_value:
             return f"{self.name}: compared by value (deterministic, no sampling error)"
-        parts = [self.name, f"estimate {_points(self.estimate)}"]
+        shown = _points if self.percent else _raw
+        parts = [self.name, f"estimate {shown(self.estimate)}"]
         if self.ci_low is not None and self.ci_high is not None:
-            parts.append(f"95% CI [{_points(self.ci_low)}, {_points(self.ci_high)}]")
+            parts.append(f"95% CI [{shown(self.ci_low)}, {shown(self.ci_high)}]")
         if self.p is not None:
             parts.append(f"p = {_p(self.p)}" + (f" (Holm {_p(self.p_holm)})"
                                                  if self.p_holm is not None else ""))
@@ -150,6 +153,10 @@ class Test:
 
 def _points(value: float) -> str:
     return f"{100 * value:.2f}%"
+
+
+def _raw(value: float) -> str:
+    return f"{value:+.3f}"
 
 
 def _p(value: float | None) -> str:
@@ -228,7 +235,7 @@ def paired_mean(a: Sequence[float], b: Sequence[float], name: str = "") -> Test:
     method = f"paired t test over {n:,} images"
     return Test(_named(name, method), found.mean, found.ci_low if se > 0 else found.mean,
                 found.ci_high if se > 0 else found.mean, upper_tail(z, df), upper_tail(-z, df),
-                n, 1, True, z)
+                n, 1, True, z, percent=False)
 
 
 def _named(name: str, method: str) -> str:
@@ -309,7 +316,7 @@ def every(tests: Sequence[Test], name: str) -> Test:
                 min((t.n for t in tests if t.n is not None), default=None),
                 min(t.seeds for t in tests), _paired(tests),
                 min((t.z for t in tests if t.z is not None), default=None),
-                consistent=all(t.consistent for t in tests))
+                consistent=all(t.consistent for t in tests), percent=decider.percent)
 
 
 def p_or_one(p: float | None) -> float:

@@ -20,10 +20,12 @@ from service.analysis.gallery import (
     model_of,
     model_order,
 )
+from service.analysis.paper import PAPER_SCALE, Scale
+from service.analysis.scale import combined_scale, is_npm_subset, run_scale
 from service.report.document import Section
 from service.report.inputs import ReportInputs
 from service.report.render import copy_name, image, markdown_table, run_hint
-from service.store.entities import ArtifactInfo
+from service.store.entities import ArtifactInfo, RunInfo
 
 
 @dataclass(frozen=True)
@@ -87,6 +89,22 @@ def gallery_grid(artifacts: Sequence[ArtifactInfo], labels: dict[str, ModelLabel
 
 
 
+def visualized_scale(inputs: ReportInputs, run: RunInfo,
+                     images: int | None) -> tuple[Scale | None, Scale | None]:
+    """The scale of a visualize run's claim: its models' training (the weakest of the runs
+    that trained them, where the spec names them by run id) and the images it measured."""
+    spec = run.resolved_spec
+    sources = [model.get("run") for model in spec.get("models") or []]
+    by_id = {r.id: r for r in inputs.runs}
+    trained = [by_id[source] for source in sources if source in by_id]
+    if images is None or not trained or len(trained) != len(sources):
+        return None, None
+    rows = inputs.rows_of(trained)
+    npm = is_npm_subset(trained, rows)
+    scale = combined_scale([run_scale(source, images, npm) for source in trained])
+    return scale, PAPER_SCALE.get(str((spec.get("dataset") or {}).get("name")))
+
+
 def gallery_section(inputs: ReportInputs, gallery: Gallery) -> Section:
     section = Section(gallery.title, [gallery.paper])
     pictures = [a for a in inputs.artifacts if a.kind == gallery.artifact_kind]
@@ -125,6 +143,9 @@ def gallery_section(inputs: ReportInputs, gallery: Gallery) -> Section:
                          if a.metadata.get("metric") == gallery.metric and a.path in
                          inputs.per_image and (model := model_of(a.metadata, labels)) is not None}
             label = gallery.label if len(run_ids) == 1 else f"{gallery.label} {run_id}"
+            measured_images = min((len(v) for v in per_image.values()), default=None)
+            scale, paper = visualized_scale(inputs, runs[run_id], measured_images)
             section.claims.append(robust_higher_claim(label, gallery.claim, gallery.metric,
-                                                      f"run {gallery.spec}", values, per_image))
+                                                      f"run {gallery.spec}", values, per_image,
+                                                      scale, paper))
     return section

@@ -197,7 +197,8 @@ def test_a_per_image_measure_is_judged_paired_over_images() -> None:
     claim = per_image_claim(0.02, 2_000)
     assert claim.verdict == "holds" and claim.test is not None and claim.test.paired is True
     assert "over the images both measured, at least 2,000" in claim.detail
-    assert "l2 above standard: +" in claim.detail
+    assert "l2 above standard: +0.0" in claim.detail
+    assert "estimate +0.0" in claim.detail  # a correlation, not a percentage
     assert per_image_claim(0.02, 5).verdict == "unresolved"
     assert per_image_claim(-0.05, 2_000).verdict == "does not hold"
     standard, robust = ModelLabel("standard", None, 0.0), ModelLabel("l2", "l2", 1.5)
