@@ -39,6 +39,8 @@ class Gallery:
     paper: str
     metric: str | None = None
     claim: str = ""
+    per_image: str | None = None
+    """The per-image measure the claim's paired test reads (``PER_EXAMPLE_KIND`` artifacts)."""
 
 
 GALLERIES = (
@@ -49,9 +51,11 @@ GALLERIES = (
             "often an independently trained model classifies the examples as the target "
             "(`target_agreement`, among the examples the attacked model itself sees as the "
             "target). The claim's paired test compares the models image by image on the same "
-            "images: whether the attacked model and the judge both see the target.",
+            "images: whether the judge sees each model's example as the target "
+            "(`judge_sees_target`, defined on every image).",
             "target_agreement",
-            "large-ε examples are classified as the target more often for robust models"),
+            "large-ε examples are classified as the target more often for robust models",
+            "judge_sees_target"),
     Gallery("Figure 4", "Figure 4 (E5): interpolation to the large-ε example", "interpolation",
             "specs/paper/e5_interpolation.yaml",
             "The paper: for robust models the path from the image to its large-ε adversarial "
@@ -62,7 +66,8 @@ GALLERIES = (
             "models' look like noise. Measure: correlation of |gradient| with the image's Sobel "
             "edges (`gradient_edge_alignment`).",
             "gradient_edge_alignment",
-            "input gradients align with image edges more for robust models"),
+            "input gradients align with image edges more for robust models",
+            "gradient_edge_alignment"),
 )
 
 
@@ -140,7 +145,7 @@ def gallery_section(inputs: ReportInputs, gallery: Gallery) -> Section:
                      for v in values]))
             per_image = {(model, attack_of(a.metadata)): inputs.per_image[a.path]
                          for a in inputs.artifacts_of([run_id], [PER_EXAMPLE_KIND])
-                         if a.metadata.get("metric") == gallery.metric and a.path in
+                         if a.metadata.get("metric") == gallery.per_image and a.path in
                          inputs.per_image and (model := model_of(a.metadata, labels)) is not None}
             label = gallery.label if len(run_ids) == 1 else f"{gallery.label} {run_id}"
             measured_images = min((len(v) for v in per_image.values()), default=None)

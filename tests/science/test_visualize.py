@@ -314,7 +314,7 @@ def test_robust_model_scores_higher_on_both_measures(trained_mnist_models: dict[
 
     names = set(reporter.artifacts)
     per_image = {"gradient_edge_alignment_standard.npy", "gradient_edge_alignment_l2.npy",
-                 "target_agreement_standard_l2_4.npy", "target_agreement_l2_l2_4.npy"}
+                 "judge_sees_target_standard_l2_4.npy", "judge_sees_target_l2_l2_4.npy"}
     assert names == {"large_eps_standard_l2_4.png", "large_eps_l2_l2_4.png",
                      "figure_large_eps_l2_4.png", "gradients_standard.png", "gradients_l2.png",
                      "figure_gradients.png", *per_image}
@@ -325,11 +325,11 @@ def test_robust_model_scores_higher_on_both_measures(trained_mnist_models: dict[
         values = per_image_values(reporter.artifacts[f"gradient_edge_alignment_{label}.npy"])
         assert len(values) == MEASURE_DIGITS
         assert values.mean() == pytest.approx(alignment[label], abs=1e-5)
-        judged = per_image_values(reporter.artifacts[f"target_agreement_{label}_l2_4.npy"])
-        reached = ~np.isnan(judged)  # NaN: the attacked model itself missed the target
-        assert set(np.unique(judged[reached])) <= {0.0, 1.0}
-        assert reached.mean() == pytest.approx(metric(reporter, "large_eps_success", label))
-        assert judged[reached].mean() == pytest.approx(agreement[label], abs=1e-6)
+        judged = per_image_values(reporter.artifacts[f"judge_sees_target_{label}_l2_4.npy"])
+        assert set(np.unique(judged)) <= {0.0, 1.0} and len(judged) == MEASURE_DIGITS
+        # the agreement counts the images both the model and the judge see as the target
+        success = metric(reporter, "large_eps_success", label)
+        assert judged.mean() >= agreement[label] * success - 1e-6
     robust = reporter.artifacts["large_eps_l2_l2_4.png"].metadata
     assert robust == {"model": "l2", "arch": "mnist_cnn", "train_norm": "l2", "train_eps": 2.0,
                       "norm": "l2", "eps": 4.0, "target": "next"}

@@ -274,9 +274,10 @@ class LargeEpsOutcome:
     """Among the examples the attacked model classifies as the target, the fraction the
     independent model classifies as the target too; None without a judge or a success."""
     judged: torch.Tensor | None = None
-    """Per image (CPU): 1 where the judge classifies its example as the target too, 0 where
-    it does not, NaN where the attacked model itself does not (its mean over the rest is
-    ``agreement``); None without a judge. Paired across models on the images both reach."""
+    """Per image (CPU, 0/1): whether the judge classifies its large-eps example as the
+    target, whatever the attacked model does (how target-like the example looks to an
+    independent model: the paper's claim); None without a judge. Defined on every image, so
+    models compare paired on the same images without selecting the ones an attack reached."""
 
 
 def _attack(model: Model, judge: Model | None, images: Images, attack: LargeEpsAttack,
@@ -290,9 +291,9 @@ def _attack(model: Model, judge: Model | None, images: Images, attack: LargeEpsA
         success = predicted_as(model.net, x_adv, target)  # (B,)
         successes += int(success.sum())
         if judge is not None:
-            agreed = success & predicted_as(judge.net, x_adv, target)
-            agreements += int(agreed.sum())
-            per_image.append(torch.where(success, agreed.float(), torch.nan).cpu())
+            seen = predicted_as(judge.net, x_adv, target)
+            agreements += int((success & seen).sum())
+            per_image.append(seen.float().cpu())
         shown.add(x_adv)
     progress.advance(1, f"large eps {attack.norm} {attack.eps:g}: {model.label}")
     judged = judge is not None and successes > 0
@@ -327,7 +328,7 @@ def _report_large_eps(models: list[Model], outcomes: dict[str, LargeEpsOutcome],
             reporter.metric(MetricRecord(name="target_agreement", value=outcome.agreement,
                                          tags={**tags, "judge": judge.label}))
         if judge is not None and outcome.judged is not None:
-            reporter.artifact(per_example("target_agreement", outcome.judged,
+            reporter.artifact(per_example("judge_sees_target", outcome.judged,
                                           {**tags, "judge": judge.label}))
         picture = grid_png([originals, image_cells(outcome.shown)], column_titles=arrows,
                            row_titles=["image", model.label],
