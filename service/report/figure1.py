@@ -155,6 +155,8 @@ def figure1_section(inputs: ReportInputs) -> Section:
     for key, standard in curves.items():
         if lone_trades(key, standard):
             continue  # judged by its frontier over β below
+        if len(standard) < 2:
+            continue  # one training ε (a demo, a recipe) is a point, not a curve to judge
         section.claims.append(falls_claim(key, standard, scale_of(standard),
                                           PAPER_SCALE.get(key[0])))
     for frontier, by_beta in trades_frontiers(curves).items():

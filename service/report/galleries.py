@@ -99,7 +99,9 @@ def visualized_scale(inputs: ReportInputs, run: RunInfo,
     """The scale of a visualize run's claim: its models' training (the weakest of the runs
     that trained them, where the spec names them by run id) and the images it measured."""
     spec = run.resolved_spec
-    sources = [model.get("run") for model in spec.get("models") or []]
+    models = spec.get("models")
+    sources = [model.get("run") if isinstance(model, dict) else None
+               for model in (models if isinstance(models, list) else [])]
     by_id = {r.id: r for r in inputs.runs}
     trained = [by_id[source] for source in sources if source in by_id]
     if images is None or not trained or len(trained) != len(sources):
