@@ -201,6 +201,9 @@ def execute_run(run_id: str, store: Store, *, device: str | None = None,
         # what was computed before the cancel is kept
         return _end_run(store, reporter, RunStatus.CANCELLED, "cancelled on request")
     except Exception as exc:  # the run fails with its reason; the caller decides what to show
+        if _STOPS_RECEIVED:  # the stop signal surfaced as another error (an import it broke)
+            _mark_interrupted(store, reporter, run.id, _STOPS_RECEIVED[-1])
+            raise _STOPS_RECEIVED[-1] from exc
         if isinstance(exc, DatabaseOutage) or reporter.outage.exceeded():
             return _end_run(store, reporter, RunStatus.FAILED, reporter.outage.reason())
         reason = failure_line(exc)  # a DataLoader worker's error: its own line, unwrapped
@@ -209,14 +212,7 @@ def execute_run(run_id: str, store: Store, *, device: str | None = None,
         return _end_run(store, reporter, RunStatus.FAILED,
                         f"{reason}\n\n{traceback.format_exc()}")
     except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM under ``stop_on_signals``
-        with _signals_deferred():
-            _flush_quietly(reporter)
-            how = exc.signal_name if isinstance(exc, StopSignal) else "SIGINT"
-            if isinstance(exc, StopSignal):
-                exc.run_id = run.id
-            store.finish_run(run.id, RunStatus.INTERRUPTED,
-                             error=f"interrupted by {how}: `robustlab resume {run.id}` "
-                             "continues it from its last checkpoint")
+        _mark_interrupted(store, reporter, run.id, exc)
         raise
     except BaseException:  # a worker's shutdown, SystemExit: keep what was computed
         _flush_quietly(reporter)
@@ -228,6 +224,19 @@ def execute_run(run_id: str, store: Store, *, device: str | None = None,
     if on_progress:
         on_progress(run.id, 1.0, "done")
     return _end_run(store, reporter, RunStatus.SUCCEEDED)
+
+
+def _mark_interrupted(store: Store, reporter: StoreReporter, run_id: str,
+                      exc: KeyboardInterrupt) -> None:
+    """Keep what the run computed and mark it interrupted (resumable), by Ctrl-C or a signal."""
+    with _signals_deferred():
+        _flush_quietly(reporter)
+        how = exc.signal_name if isinstance(exc, StopSignal) else "SIGINT"
+        if isinstance(exc, StopSignal):
+            exc.run_id = run_id
+        store.finish_run(run_id, RunStatus.INTERRUPTED,
+                         error=f"interrupted by {how}: `robustlab resume {run_id}` "
+                         "continues it from its last checkpoint")
 
 
 def _end_run(store: Store, reporter: StoreReporter, status: RunStatus,
@@ -282,6 +291,12 @@ class StopSignal(KeyboardInterrupt):
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
+_STOPS_RECEIVED: list[StopSignal] = []
+"""The stop signals ``stop_on_signals`` turned into ``StopSignal`` in its current block. A
+signal that lands inside a C extension's import surfaces as ``ImportError: initialization
+failed``, not as the ``StopSignal`` raised: ``execute_run`` reads this to still mark the run
+interrupted rather than failed."""
+
 
 @contextmanager
 def stop_on_signals(on_stop: Callable[[StopSignal], None] | None = None) -> Iterator[None]:
@@ -299,8 +314,11 @@ def stop_on_signals(on_stop: Callable[[StopSignal], None] | None = None) -> Iter
     previous = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
 
     def handler(signum: int, _frame: Any) -> None:
-        raise StopSignal(signum)
+        stop = StopSignal(signum)
+        _STOPS_RECEIVED.append(stop)
+        raise stop
 
+    _STOPS_RECEIVED.clear()
     for signum in STOP_SIGNALS:
         signal.signal(signum, handler)
     try:
@@ -311,6 +329,7 @@ def stop_on_signals(on_stop: Callable[[StopSignal], None] | None = None) -> Iter
             on_stop(stop)
         raise SystemExit(128 + stop.signum) from None
     finally:
+        _STOPS_RECEIVED.clear()
         for signum, old in previous.items():
             signal.signal(signum, old)
 

@@ -132,6 +132,37 @@ def test_a_signal_to_robustlab_run_marks_the_run_interrupted_and_resumable(
     assert run.duration_s is not None and run.duration_s < 120, "its duration stopped growing"
 
 
+def test_a_stop_that_surfaces_as_another_error_still_interrupts_the_run(
+    sqlite_store: tuple[str, Store], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A SIGTERM that lands inside a C extension's import surfaces as ``ImportError:
+    initialization failed`` (seen under load in CI): the run is still interrupted and
+    resumable, and the process still exits 128 + 15, not 'failed' with an import error."""
+    from service import runner
+    from service.recording import record
+
+    url, store = sqlite_store
+    monkeypatch.setenv("ROBUSTLAB_RUNS_DIR", str(tmp_path / "runs"))
+    (run,) = record(load_spec_text(TINY), store).runs
+
+    def import_broken_by_the_signal(spec: object, ctx: object) -> None:
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)
+        except runner.StopSignal:  # what a module's C initialisation does with it
+            raise ImportError("initialization failed") from None
+
+    monkeypatch.setattr(runner, "get_experiment", lambda kind: import_broken_by_the_signal)
+    with pytest.raises(SystemExit) as stopped, runner.stop_on_signals():
+        runner.execute_run(run.id, store, settings=Settings())
+    assert stopped.value.code == 128 + signal.SIGTERM
+    ended = store.get_run(run.id)
+    assert ended.status == RunStatus.INTERRUPTED, ended.error
+    assert ended.error is not None and ended.error.startswith("interrupted by SIGTERM")
+    assert resumable(ended) is None
+    store.close()
+
+
 def test_running_the_spec_of_an_interrupted_run_points_to_resume(
     sqlite_store: tuple[str, Store], tmp_path: Path
 ) -> None:
