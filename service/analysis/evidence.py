@@ -204,7 +204,7 @@ def paired(a: Outcome, b: Outcome, gap: float = 0.0, name: str = "") -> Test:
     both, a_only, b_only, neither = discordance(a.bits, b.bits, a.n)
     n = a.n
     found = paired_difference(both, a_only, b_only, neither)
-    estimate = (a_only - b_only) / n
+    estimate = found.difference
     se = math.sqrt(max(((a_only + b_only) / n - estimate ** 2) / n, 1 / n ** 2))
     z = (estimate - gap) / se
     if gap == 0:

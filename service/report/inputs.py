@@ -4,6 +4,7 @@ metrics it needs, and artifact rows."""
 from __future__ import annotations
 
 import io
+import logging
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -16,6 +17,8 @@ from service.analysis.common import Row, recency, rows_of
 from service.analysis.compare import RESULT_IDENTITY, evaluation_key
 from service.store.entities import ArtifactInfo, MetricInfo, RunInfo, SpecInfo
 from service.store.repository import Store
+
+log = logging.getLogger(__name__)
 
 REPORT_METRICS = (
     "weight_x1", "weight_rest_l1", "weight_l1", "low_correlation_weight_fraction",
@@ -67,17 +70,23 @@ def collect(store: Store, experiments: Sequence[str] = ()) -> ReportInputs:
     artifacts = [artifact for artifact in store.artifacts() if artifact.run_id in ids]
     left_out = Counter(str(run.status) for run in runs if run.status != RunStatus.SUCCEEDED)
     specs = {spec.id: spec for spec in store.specs(sorted({run.spec_id for run in succeeded}))}
-    per_image = {a.path: per_image_values(store.storage.get(a.path))
-                 for a in artifacts if a.kind == PER_EXAMPLE_KIND}
+    per_image = {}
+    for artifact in artifacts:
+        if artifact.kind == PER_EXAMPLE_KIND:
+            try:
+                per_image[artifact.path] = per_image_values(store.storage.get(artifact.path))
+            except (OSError, ValueError, EOFError) as exc:  # its claim falls back to the means
+                log.warning("per-image values %s left out: %s", artifact.path, exc)
     return ReportInputs(succeeded, rows, metrics, artifacts, dict(left_out), tuple(experiments),
                         specs, per_image)
 
 
 def per_image_values(data: bytes) -> tuple[float, ...]:
-    """A ``PER_EXAMPLE_KIND`` artifact's values: a 1-d ``.npy`` read without pickle."""
+    """A ``PER_EXAMPLE_KIND`` artifact's values: a 1-d numeric ``.npy`` read without pickle
+    (anything else is a ``ValueError``)."""
     values = np.load(io.BytesIO(data), allow_pickle=False)
-    if values.ndim != 1:
-        raise ValueError(f"a per-image array must be 1-d, not of shape {values.shape}")
+    if values.ndim != 1 or values.dtype.kind not in "biuf":
+        raise ValueError(f"not a 1-d numeric array ({values.dtype}, shape {values.shape})")
     return tuple(float(v) for v in values)
 
 

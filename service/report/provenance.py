@@ -8,12 +8,17 @@ the timings mean.
 
 from __future__ import annotations
 
+import re
 import shlex
 from collections.abc import Mapping, Sequence
 
 from service.analysis.compare import flatten
 from service.report.render import markdown_table
 from service.store.entities import RunInfo, SpecInfo
+
+LINE_BREAK = re.compile(r"[ \t]*\r?\n[ \t]*")
+"""A line break and the indentation around it: only these are folded, so a value's own spaces
+(a quoted string's) survive and the printed command records the same spec."""
 
 PACKAGES = ("torch", "python", "cuda")
 """The versions each machine line names (every run stores more; ``robustlab runs --json``)."""
@@ -24,8 +29,8 @@ def command_line(spec: SpecInfo) -> str:
     if spec.source_path is None:
         return f"# {spec.name}: submitted as text (the dashboard or the API), spec id {spec.id[:12]}"
     words = ["robustlab", "run", spec.source_path]
-    for item in spec.overrides or ():
-        words += ["--set", " ".join(item.split())]
+    for item in spec.overrides or ():  # a flow value written over lines, on one line
+        words += ["--set", LINE_BREAK.sub(" ", item.strip())]
     line = " ".join(shlex.quote(word) for word in words)
     return line if spec.overrides is not None else (
         f"{line}  # overrides not recorded (a spec recorded before robustlab kept them)")
